@@ -1,0 +1,82 @@
+"""The ``circuitkit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_zoo_list(args: argparse.Namespace) -> int:
+    from circuitkit.models import zoo
+
+    for name, cfg in zoo.BUILTIN.items():
+        card = zoo.read_card(zoo.builtin_dir(name))
+        alias = [a for a, n in zoo.ALIASES.items() if n == name]
+        scores = card.get("task_scores", {})
+        ioi = scores.get("ioi", {})
+        gt = scores.get("greater_than", {})
+        present = "ok" if zoo.is_model_dir(zoo.builtin_dir(name)) else "missing (run zoo train)"
+        print(
+            f"{name:8s} aliases={','.join(alias) or '-':8s} {cfg.n_layers}L d{cfg.d_model} h{cfg.n_heads} "
+            f"vocab {cfg.vocab_size}  weights: {present}  "
+            f"IOI acc {ioi.get('accuracy', float('nan')):.3f} ld {ioi.get('logit_diff', float('nan')):.2f}  "
+            f"GT pd {gt.get('prob_diff', float('nan')):.3f}"
+        )
+    return 0
+
+
+def _cmd_zoo_train(args: argparse.Namespace) -> int:
+    from circuitkit.models.build import build_builtin
+
+    out = build_builtin(
+        args.name,
+        out_dir=args.out,
+        steps=args.steps,
+        seed=args.seed,
+        text_dir=args.text_dir,
+        ground_truth=not args.no_ground_truth,
+        progress=not args.quiet,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="circuitkit",
+        description="Mechanistic-interpretability workbench: built-in toy models, tasks, circuit discovery.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    zoo = sub.add_parser("zoo", help="the built-in toy-model zoo").add_subparsers(
+        dest="zoo_command", required=True
+    )
+    ls = zoo.add_parser("list", help="list built-in models with their task scores")
+    ls.set_defaults(func=_cmd_zoo_list)
+    tr = zoo.add_parser(
+        "train",
+        help="re-train a built-in model from its seed (tokenizer, weights, card, ground-truth circuits)",
+    )
+    tr.add_argument("name", help="built-in model name or alias (ck-tiny/tiny, ck-6l/default)")
+    tr.add_argument("--out", default=None, help="output folder (default: the zoo folder inside the package)")
+    tr.add_argument("--steps", type=int, default=None, help="override the recipe's optimiser steps")
+    tr.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    tr.add_argument("--text-dir", default=None, help="folder of natural text (default: Python docs sources)")
+    tr.add_argument("--no-ground-truth", action="store_true", help="skip the patching-derived circuits")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_zoo_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        # Known failure kinds carry messages written for the user; a traceback would bury them.
+        print(f"circuitkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

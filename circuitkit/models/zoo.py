@@ -1,0 +1,126 @@
+"""The built-in toy-model zoo: recipes, on-disk format, and reading / writing a model folder.
+
+A model folder holds ``model.safetensors`` (HookedTransformer state dict), ``config.json`` (the
+HookedTransformerConfig fields needed to rebuild it), ``tokenizer/`` (a Hugging Face tokenizer
+directory) and ``card.json`` (recipe, corpus, training stats, task scores, ground-truth circuits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from circuitkit.models.tokenizer import load_tokenizer
+from circuitkit.models.train import ZooConfig
+
+ZOO_DIR = Path(__file__).parent / "zoo"
+
+BUILTIN: dict[str, ZooConfig] = {
+    "ck-tiny": ZooConfig(
+        name="ck-tiny",
+        n_layers=4,
+        d_model=96,
+        n_heads=4,
+        d_mlp=384,
+        vocab_size=2048,
+        steps=800,
+        lr=3e-3,
+        text_every=4,
+        max_text_chars=1_500_000,
+    ),
+    "ck-6l": ZooConfig(
+        name="ck-6l",
+        n_layers=6,
+        d_model=256,
+        n_heads=8,
+        d_mlp=1024,
+        vocab_size=4096,
+        steps=4000,
+        lr=1e-3,
+    ),
+}
+ALIASES = {"tiny": "ck-tiny", "default": "ck-6l"}
+DEFAULT_MODEL = "ck-6l"
+
+CONFIG_KEYS = (
+    "n_layers", "d_model", "n_ctx", "d_head", "n_heads", "d_mlp", "d_vocab", "act_fn", "normalization_type",
+    "positional_embedding_type", "original_architecture", "model_name", "default_prepend_bos", "seed",
+)  # fmt: skip
+
+
+def resolve_builtin(name: str) -> str | None:
+    """Canonical zoo name for a name or alias, or None."""
+    key = ALIASES.get(name, name)
+    return key if key in BUILTIN else None
+
+
+def builtin_dir(name: str) -> Path:
+    return ZOO_DIR / name
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+
+
+def write_model_dir(model: HookedTransformer, tokenizer, card: dict, out_dir: Path) -> Path:
+    """Write weights, config, tokenizer and card into ``out_dir`` atomically (temp dir, then rename)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        cfg = {k: getattr(model.cfg, k) for k in CONFIG_KEYS}
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        if out_dir.exists():
+            backup = out_dir.with_name(out_dir.name + ".old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out_dir, backup)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def read_model_dir(path: Path, device: str | torch.device = "cpu") -> HookedTransformer:
+    """Rebuild a HookedTransformer from a model folder written by :func:`write_model_dir`."""
+    path = Path(path)
+    cfg_dict = json.loads((path / "config.json").read_text())
+    tokenizer = load_tokenizer(path / "tokenizer")
+    cfg = HookedTransformerConfig(**cfg_dict, device=str(device))
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    state = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(state, strict=True)
+    model.to(device)
+    model.eval()
+    return model
+
+
+def read_card(path: Path) -> dict:
+    card = Path(path) / "card.json"
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def write_card(path: Path, card: dict) -> None:
+    """Replace a model folder's card atomically."""
+    path = Path(path)
+    tmp = path / ".card.json.tmp"
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path / "card.json")
+
+
+def recipe_dict(cfg: ZooConfig) -> dict:
+    return asdict(cfg)

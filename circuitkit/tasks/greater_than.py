@@ -1,0 +1,102 @@
+"""Greater-than (Hanna et al. 2023, "How does GPT-2 compute greater-than?", arXiv 2305.00586).
+
+Prompts like "The war lasted from the year 1732 to the year 17"; a model that has the behaviour puts its
+next-token mass on two-digit years above 32. The corrupted prompt sets YY to 01 (so every year is
+"greater"), changing exactly one token. Metric: P(year > YY) - P(year <= YY) at the last position.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from circuitkit.tasks import vocab
+from circuitkit.tasks.base import TaskDataset, TaskError, check_single_tokens, encode_prompts
+
+YY_RANGE = range(2, 99)  # as in the paper: 01 is the corruption, 99 leaves nothing greater
+
+
+def nouns(split: str) -> tuple[str, ...]:
+    if split == "train":
+        return vocab.GT_NOUNS_TRAIN
+    if split == "heldout":
+        return vocab.GT_NOUNS_HELDOUT
+    raise TaskError(f"unknown greater-than split {split!r}; choose 'train' or 'heldout'")
+
+
+def fill(noun: str, century: str, yy: int) -> str:
+    return (
+        vocab.GT_TEMPLATE.replace("[NOUN]", noun)
+        .replace("[C]", century, 1)
+        .replace("[YY]", f"{yy:02d}")
+        .replace("[C]", century)
+    )
+
+
+def sample_sentence(rng: random.Random, split: str = "train") -> str:
+    """One complete greater-than sentence for the training corpus: the end year is later."""
+    yy = rng.choice(YY_RANGE)
+    end = rng.randint(yy + 1, 99)
+    return fill(rng.choice(nouns(split)), rng.choice(vocab.GT_CENTURIES), yy) + f"{end:02d}."
+
+
+def make_greater_than(
+    tokenizer,
+    n_prompts: int = 64,
+    *,
+    seed: int = 0,
+    split: str = "heldout",
+    nouns_: Sequence[str] | None = None,
+    century: str = "17",
+    prepend_bos: bool = True,
+) -> TaskDataset:
+    """Draw ``n_prompts`` distinct greater-than prompts with their YY -> 01 corruptions.
+
+    ``split="heldout"`` uses nouns never in the toy models' greater-than training sentences.
+    """
+    if n_prompts < 1:
+        raise TaskError(f"n_prompts must be at least 1, got {n_prompts}")
+    ns = tuple(nouns_ or nouns(split))
+    check_single_tokens(tokenizer, [" " + n for n in ns], "greater-than nouns")
+    check_single_tokens(tokenizer, [" " + century], "century tokens")
+    year_map = check_single_tokens(tokenizer, [f"{i:02d}" for i in range(100)], "two-digit years")
+    year_ids = [year_map[f"{i:02d}"] for i in range(100)]
+    n_possible = len(ns) * len(YY_RANGE)
+    if n_prompts > n_possible:
+        raise TaskError(
+            f"asked for {n_prompts} distinct greater-than prompts but only {n_possible} exist for "
+            f"{len(ns)} nouns x {len(YY_RANGE)} years: ask for fewer or pass more nouns"
+        )
+    rng = random.Random(seed)
+    pairs = rng.sample([(n, yy) for n in ns for yy in YY_RANGE], n_prompts)
+    prompts = [fill(n, century, yy) for n, yy in pairs]
+    corrupted = [fill(n, century, 1) for n, _ in pairs]
+    clean_ids = encode_prompts(tokenizer, prompts, prepend_bos=prepend_bos)
+    corr_ids = encode_prompts(tokenizer, corrupted, prepend_bos=prepend_bos)
+    if len({len(x) for x in clean_ids + corr_ids}) != 1:
+        raise TaskError(
+            "greater-than prompts tokenise to different lengths; this tokenizer splits the years as "
+            f"{tokenizer.convert_ids_to_tokens(clean_ids[0])} - it must give ' {century}' and 'YY' tokens"
+        )
+    yy_positions = [
+        next(i for i, (a, b) in enumerate(zip(c, k, strict=True)) if a != b)
+        for c, k in zip(clean_ids, corr_ids, strict=True)
+    ]
+    seq_len = len(clean_ids[0])
+    return TaskDataset(
+        task="greater_than",
+        prompts=prompts,
+        corrupted_prompts=corrupted,
+        clean_tokens=torch.tensor(clean_ids),
+        corrupted_tokens=torch.tensor(corr_ids),
+        answer_ids=torch.tensor([year_ids[min(yy + 1, 99)] for _, yy in pairs]),
+        wrong_ids=torch.tensor([year_ids[yy] for _, yy in pairs]),
+        positions={"YY": torch.tensor(yy_positions), "end": torch.full((n_prompts,), seq_len - 1)},
+        metric_name="prob_diff",
+        seed=seed,
+        split=split,
+        extras={"yy": torch.tensor([yy for _, yy in pairs]), "year_ids": torch.tensor(year_ids)},
+        info={"century": century, "nouns": list(ns), "corruption": "YY -> 01"},
+    )
