@@ -1,0 +1,3 @@
+"""circuitkit: a mechanistic-interpretability workbench."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Circuit-discovery methods: activation, attribution (AtP, AtP*), relevance (RelP) patching, IG."""
