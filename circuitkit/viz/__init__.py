@@ -2,7 +2,7 @@
 (``app/``) and the notebooks (``analyses/``)."""
 
 from circuitkit.viz.attention import attention_pattern
-from circuitkit.viz.curves import faithfulness_curve, roc_curve
+from circuitkit.viz.curves import faithfulness_curve, roc_curve, roc_points
 from circuitkit.viz.export import PngExportError, figure_to_html, figure_to_png
 from circuitkit.viz.graph import circuit_graph, node_status
 from circuitkit.viz.heads import code_histograms
@@ -28,6 +28,7 @@ __all__ = [
     "node_status",
     "pearson_r",
     "roc_curve",
+    "roc_points",
     "top_examples",
     "top_logits",
     "training_curves",

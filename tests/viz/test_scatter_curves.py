@@ -43,3 +43,20 @@ def test_faithfulness_and_roc_curves_carry_their_points():
     assert roc.data[0].name == "sae (AUC 0.870)" and roc.data[0].meta["auc"] == 0.87
     np.testing.assert_array_equal(np.asarray(roc.data[0].y), [0, 0.9, 1])
     assert roc.data[-1].name == "chance"
+
+
+def test_roc_points_area_equals_mann_whitney_auc_with_ties():
+    import torch
+
+    from circuitkit.heads import roc_auc
+    from circuitkit.viz import roc_points
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 6, size=40).astype(float)  # many ties
+    labels = rng.random(40) < 0.3
+    fpr, tpr = roc_points(scores, labels)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    assert area == pytest.approx(roc_auc(torch.tensor(scores), torch.tensor(labels)), abs=1e-12)
+    with pytest.raises(ValueError, match="at least one member"):
+        roc_points(scores, np.zeros(40, bool))
