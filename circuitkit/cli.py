@@ -41,6 +41,13 @@ def _cmd_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo_circuits(args: argparse.Namespace) -> int:
+    from circuitkit.models.build import refresh_circuits
+
+    print(f"updated {refresh_circuits(args.name)}/card.json")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="circuitkit",
@@ -65,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-ground-truth", action="store_true", help="skip the patching-derived circuits")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_zoo_train)
+    ci = zoo.add_parser("circuits", help="re-derive a built-in model's task scores and circuits in its card")
+    ci.add_argument("name", help="built-in model name or alias")
+    ci.set_defaults(func=_cmd_zoo_circuits)
     return p
 
 

@@ -86,9 +86,29 @@ def build_builtin(
         "task_scores": scores,
     }
     if ground_truth:
-        card["circuits"] = {}
-        for task, make in (("ioi", make_ioi), ("greater_than", make_greater_than)):
-            data = make(model.tokenizer, 64, seed=7, split="heldout").to(model.cfg.device)
-            card["circuits"][task] = derive_circuit(model, data)
+        card["circuits"] = derive_circuits(model)
     zoo.write_card(target, card)
     return target
+
+
+def derive_circuits(model: HookedTransformer) -> dict:
+    """Patching-derived IOI and greater-than circuits for a model (64 held-out prompts each)."""
+    out = {}
+    for task, make in (("ioi", make_ioi), ("greater_than", make_greater_than)):
+        data = make(model.tokenizer, 64, seed=7, split="heldout").to(model.cfg.device)
+        out[task] = derive_circuit(model, data)
+    return out
+
+
+def refresh_circuits(name: str) -> Path:
+    """Re-derive a built-in model's circuits (and task scores) from its shipped weights, in place."""
+    key = zoo.resolve_builtin(name)
+    if key is None:
+        raise ValueError(f"unknown built-in model {name!r}; choose one of {', '.join(zoo.BUILTIN)}")
+    path = zoo.builtin_dir(key)
+    model = zoo.read_model_dir(path)
+    card = zoo.read_card(path)
+    card["task_scores"] = task_scores(model)
+    card["circuits"] = derive_circuits(model)
+    zoo.write_card(path, card)
+    return path

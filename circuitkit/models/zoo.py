@@ -82,6 +82,9 @@ def write_model_dir(model: HookedTransformer, tokenizer, card: dict, out_dir: Pa
         (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        # mkdtemp makes a private folder; the model folder should read like any other
+        tmp.chmod(0o755)
+        (tmp / "model.safetensors").chmod(0o644)
         if out_dir.exists():
             backup = out_dir.with_name(out_dir.name + ".old")
             shutil.rmtree(backup, ignore_errors=True)

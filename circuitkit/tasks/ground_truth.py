@@ -156,9 +156,9 @@ def derive_circuit(
         r = activation_patching(
             model, data.clean_tokens, data.corrupted_tokens, data.metric, "head", direction=direction
         )
-        norm = r.normalized()
-        # noising measures the drop: 1 - normalised value is the share of the effect that this head carries
-        effects[direction] = norm if direction == "denoising" else 1 - norm
+        # denoising: share of the clean behaviour one head restores; noising: share of it one head's
+        # corrupted value destroys ((m - m_clean) / (m_corrupted - m_clean)). Both are 0 for a bystander.
+        effects[direction] = r.normalized()
     mlp = activation_patching(model, data.clean_tokens, data.corrupted_tokens, data.metric, "mlp_out_all")
     mlp_eff = mlp.normalized()
 

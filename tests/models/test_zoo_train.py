@@ -1,0 +1,25 @@
+"""`circuitkit zoo train tiny` reproduces a model that solves IOI (about 2.5 minutes on 2 cores)."""
+
+from __future__ import annotations
+
+import pytest
+
+from circuitkit.cli import main
+from circuitkit.models import load_model, read_card
+
+
+@pytest.mark.slow
+def test_zoo_train_tiny_solves_ioi(tmp_path):
+    out = tmp_path / "ck-tiny"
+    assert main(["zoo", "train", "tiny", "--out", str(out), "--quiet", "--no-ground-truth"]) == 0
+    card = read_card(out)
+    assert card["recipe"]["name"] == "ck-tiny"
+    assert card["task_scores"]["ioi"]["accuracy"] >= 0.95
+    assert card["task_scores"]["ioi"]["logit_diff"] >= 3.0
+    model = load_model(str(out), device="cpu")
+    assert model.cfg.model_name == "ck-tiny"
+
+
+def test_zoo_train_rejects_unknown_name(capsys):
+    assert main(["zoo", "train", "huge"]) == 2
+    assert "unknown built-in model 'huge'" in capsys.readouterr().err
