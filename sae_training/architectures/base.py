@@ -1,0 +1,308 @@
+"""The training-side base class every circuitkit dictionary shares, built on sae-lens's ``TrainingSAE``.
+
+Why our own training class rather than sae-lens's ``TopKTrainingSAE``: sae-lens densifies the code
+(``[tokens, d_sae]``) and decodes with a dense matmul, and its backward pass runs over every latent.
+Ours keeps the code sparse (``SparseCode``) so decode and the encoder's backward touch only the selected
+latents (the speed levers in Gao et al. 2024 and EleutherAI sparsify), keeps decoder rows at unit norm
+(Gao et al. 2024, section 2.4) instead of rescaling activations by decoder norms, and accepts the extra
+inputs some architectures need (a target for transcoders, a gradient for g-SAE). The parameters keep
+sae-lens's names and shapes (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_out]``, ``b_enc``, ``b_dec``), and
+``save_inference_model`` writes an inference architecture that sae-lens already has (``topk``,
+``abstopk``, ``jumprelu``) or one we register, so ``sae_lens.SAE.load_from_disk`` loads the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from jaxtyping import Float
+from sae_lens.registry import get_sae_class
+from sae_lens.saes.sae import (
+    SAEConfig,
+    TrainCoefficientConfig,
+    TrainingSAE,
+    TrainingSAEConfig,
+    TrainStepInput,
+    TrainStepOutput,
+)
+from torch import Tensor, nn
+
+from sae_training.architectures.sparse_ops import (
+    SparseCode,
+    gather_pre_activations,
+    per_token_topk,
+    sparse_decode,
+)
+
+
+@dataclass
+class SparseCoderTrainingConfig(TrainingSAEConfig):
+    """Fields every circuitkit dictionary shares (on top of sae-lens's ``d_in``, ``d_sae``, ``dtype``...)."""
+
+    k: int = 32
+    """Active latents per token (the average per token for Mutual / Feature Choice)."""
+    rescale_acts_by_decoder_norm: bool = False
+    """Kept False: decoder rows stay at unit norm, so there is nothing to rescale (sae-lens inference
+    field)."""
+    aux_k: int | None = None
+    """Dead latents used by the auxiliary loss per token (None: d_in // 2, Gao et al. 2024 appendix B.1)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the auxiliary (AuxK) loss, alpha in Gao et al. 2024."""
+    decoder_init_norm: float | None = 1.0
+    """Decoder rows start (and stay) at unit norm."""
+
+    @classmethod
+    def architecture(cls) -> str:  # pragma: no cover - abstract in practice
+        raise NotImplementedError
+
+    @classmethod
+    def inference_architecture(cls) -> str:
+        """The sae-lens architecture the trained dictionary is saved as."""
+        return "topk"
+
+    def get_inference_config_class(self) -> type[SAEConfig]:
+        return get_sae_class(self.inference_architecture())[1]
+
+    @property
+    def d_target(self) -> int:
+        """Width of what the dictionary reconstructs (``d_in`` for an SAE, ``d_out`` for a transcoder)."""
+        return int(getattr(self, "d_out", self.d_in))
+
+
+class StepInput(TrainStepInput):
+    """sae-lens's step input plus what our architectures need.
+
+    ``target`` is the activation to reconstruct (the MLP output for transcoders; None means ``sae_in``),
+    ``grad`` is dL/d(sae_in) per token (g-SAE), ``seed`` seeds per-step randomness (sampled Matryoshka
+    prefixes) so a resumed run draws the same numbers.
+    """
+
+    def __init__(
+        self,
+        sae_in: Tensor,
+        dead_neuron_mask: Tensor | None = None,
+        n_training_steps: int = 0,
+        target: Tensor | None = None,
+        grad: Tensor | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(
+            sae_in=sae_in,
+            coefficients={},
+            dead_neuron_mask=dead_neuron_mask,
+            n_training_steps=n_training_steps,
+            is_logging_step=False,
+        )
+        self.target = target
+        self.grad = grad
+        self.seed = seed
+
+
+class SparseStepOutput(NamedTuple):
+    """What one training step computed."""
+
+    loss: Tensor
+    """Total loss to call backward on."""
+    losses: dict[str, Tensor]
+    """Named parts of the loss (``mse_loss`` plus the architecture's extras)."""
+    code: SparseCode
+    """Selected (token, latent, activation) triples."""
+    sae_out: Float[Tensor, "n_tokens d_out"]
+    """Reconstruction."""
+    target: Float[Tensor, "n_tokens d_out"]
+    """What was reconstructed."""
+
+
+class SparseCoderTrainingSAE(TrainingSAE[Any]):
+    """A dictionary trained with a sparse code (see module docstring). Subclasses choose ``select``."""
+
+    cfg: SparseCoderTrainingConfig
+    b_enc: nn.Parameter
+
+    # ---- construction -------------------------------------------------------------------------------
+    def initialize_weights(self) -> None:
+        d_in, d_sae, d_out = self.cfg.d_in, self.cfg.d_sae, self.cfg.d_target
+        kw = {"dtype": self.dtype, "device": self.device}
+        W_dec = torch.randn(d_sae, d_out, **kw)
+        W_dec /= W_dec.norm(dim=-1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)
+        if d_in == d_out:
+            # Tied init (Gao et al. 2024 section 2.3): the encoder starts as the decoder's transpose.
+            W_enc = W_dec.T.clone().contiguous()
+        else:
+            W_enc = torch.randn(d_in, d_sae, **kw)
+            W_enc /= W_enc.norm(dim=0, keepdim=True)
+        self.W_enc = nn.Parameter(W_enc)
+        self.b_enc = nn.Parameter(torch.zeros(d_sae, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(d_out, **kw))
+
+    def get_coefficients(self) -> dict[str, float | TrainCoefficientConfig]:
+        return {}
+
+    @property
+    def k_aux(self) -> int:
+        return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.cfg.d_in // 2)
+
+    # ---- the sparse path (what our trainer uses) ----------------------------------------------------
+    def b_pre(self) -> Tensor:
+        """The bias subtracted before encoding (``b_dec`` for SAEs; zero for transcoders)."""
+        if self.cfg.apply_b_dec_to_input:
+            return self.b_dec
+        return self.b_dec.new_zeros(self.cfg.d_in)
+
+    def pre_activations(self, x: Float[Tensor, "n d_in"]) -> tuple[Tensor, Tensor]:
+        """(x - b_pre, dense pre-activations); the latter without autograd (see
+        ``gather_pre_activations``)."""
+        x_centered = x - self.b_pre()
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, x_centered, self.W_enc)
+        return x_centered, pre
+
+    def select(self, pre: Tensor, step: StepInput | None) -> tuple[Tensor, Tensor]:
+        """(rows, cols) of the active pairs, sorted by row. Default: per-token TopK (Gao et al. 2024)."""
+        return per_token_topk(pre, self.cfg.k)
+
+    def nonlinearity(self, values: Tensor) -> Tensor:
+        """Applied to the selected pre-activations (ReLU after TopK, as in Gao et al. 2024)."""
+        return values.relu()
+
+    def sparse_encode(
+        self, x: Float[Tensor, "n d_in"], step: StepInput | None = None
+    ) -> tuple[SparseCode, Tensor, Tensor]:
+        """(code, x_centered, dense pre-activations)."""
+        x_centered, pre = self.pre_activations(x)
+        rows, cols = self.select(pre, step)
+        values = gather_pre_activations(pre, x_centered, self.W_enc, self.b_enc, self.b_pre(), rows, cols)
+        return SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), x_centered, pre
+
+    def reconstruct(self, code: SparseCode, x: Tensor) -> Float[Tensor, "n d_out"]:
+        """Decode a code (``x`` is the input, used by skip connections)."""
+        return sparse_decode(code, self.W_dec, self.b_dec)
+
+    def sparse_training_step(self, step: StepInput) -> SparseStepOutput:
+        """Loss for one batch: summed squared error per token, averaged over tokens, plus extras."""
+        x = step.sae_in.to(self.dtype)
+        target = x if step.target is None else step.target.to(self.dtype)
+        code, _, pre = self.sparse_encode(x, step)
+        out = self.reconstruct(code, x)
+        mse = (out - target).pow(2).sum(-1).mean()
+        losses = {"mse_loss": mse, **self.extra_losses(step, code, pre, x, out, target)}
+        return SparseStepOutput(sum(losses.values()), losses, code, out, target)  # type: ignore[arg-type]
+
+    def extra_losses(
+        self, step: StepInput, code: SparseCode, pre: Tensor, x: Tensor, out: Tensor, target: Tensor
+    ) -> dict[str, Tensor]:
+        """AuxK: the top ``k_aux`` dead latents reconstruct the (detached) residual (Gao et al. 2024)."""
+        return {
+            "auxiliary_reconstruction_loss": self.aux_reconstruction_loss(
+                step.dead_neuron_mask, pre, x, out, target
+            )
+        }
+
+    def aux_scores(self, pre: Tensor) -> Tensor:
+        """How the auxiliary loss ranks candidate latents (pre-activation; |pre| for signed codes)."""
+        return pre
+
+    def aux_reconstruction_loss(
+        self, candidate_mask: Tensor | None, pre: Tensor, x: Tensor, out: Tensor, target: Tensor
+    ) -> Tensor:
+        """alpha * ||e - e_hat||^2 with e = target - out (detached), e_hat from the top candidates."""
+        n_candidates = 0 if candidate_mask is None else int(candidate_mask.sum())
+        if n_candidates == 0:
+            return out.new_zeros(())
+        k_aux = min(self.k_aux, n_candidates)
+        # Fewer candidates than k_aux: scale the loss down so a handful of dead latents do not dominate.
+        scale = min(n_candidates / self.k_aux, 1.0)
+        scores = self.aux_scores(pre).masked_fill(~candidate_mask[None], -math.inf)
+        rows, cols = per_token_topk(scores, k_aux)
+        values = gather_pre_activations(
+            pre, x - self.b_pre(), self.W_enc, self.b_enc, self.b_pre(), rows, cols
+        )
+        e_hat = sparse_decode(SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), self.W_dec)
+        residual = (target - out).detach()
+        return self.cfg.aux_coefficient * scale * (e_hat - residual).pow(2).sum(-1).mean()
+
+    # ---- unit-norm decoder (Gao et al. 2024 section 2.4) -------------------------------------------
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Drop the gradient component along each decoder row, so a step does not change its norm."""
+        if self.W_dec.grad is None:
+            return
+        W = self.W_dec.data
+        parallel = (self.W_dec.grad * W).sum(-1, keepdim=True)
+        self.W_dec.grad.sub_(parallel * W)
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec.data /= self.W_dec.data.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def init_biases(self, x: Tensor, target: Tensor, method: str = "geometric_median") -> None:
+        """b_dec at the geometric median (or mean) of the data (Gao et al. 2024); of the target for
+        transcoders."""
+        data = target.to(self.dtype)
+        self.b_dec.data.copy_(geometric_median(data) if method == "geometric_median" else data.mean(0))
+
+    # ---- the dense sae-lens API (inference-style calls, sae-lens's own trainer) --------------------
+    def encode_with_hidden_pre(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        code, _, pre = self.sparse_encode(flat, None)
+        dense = code.to_dense(self.cfg.d_sae)
+        return dense.reshape(*shape[:-1], -1), pre.reshape(*shape[:-1], -1)
+
+    def calculate_aux_loss(
+        self, step_input: TrainStepInput, feature_acts: Tensor, hidden_pre: Tensor, sae_out: Tensor
+    ) -> dict[str, Tensor]:
+        x = step_input.sae_in.reshape(-1, self.cfg.d_in)
+        loss = self.aux_reconstruction_loss(
+            step_input.dead_neuron_mask,
+            hidden_pre.reshape(-1, self.cfg.d_sae),
+            x,
+            sae_out.reshape(x.shape[0], -1),
+            x,
+        )
+        return {"auxiliary_reconstruction_loss": loss}
+
+    def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
+        """sae-lens's step API on top of ``sparse_training_step`` (dense feature_acts for its logging)."""
+        step = (
+            step_input
+            if isinstance(step_input, StepInput)
+            else StepInput(step_input.sae_in, step_input.dead_neuron_mask, step_input.n_training_steps)
+        )
+        res = self.sparse_training_step(step)
+        return TrainStepOutput(
+            sae_in=step.sae_in,
+            sae_out=res.sae_out,
+            feature_acts=res.code.to_dense(self.cfg.d_sae),
+            hidden_pre=torch.zeros(0),
+            loss=res.loss,
+            losses=res.losses,
+        )
+
+    # ---- saving ----------------------------------------------------------------------------------
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, Any]) -> None:
+        """Keep only what the inference class has (training-only buffers are dropped)."""
+        keep = set(self.inference_state_keys())
+        for key in list(state_dict):
+            if key not in keep:
+                del state_dict[key]
+
+    def inference_state_keys(self) -> list[str]:
+        return ["W_enc", "b_enc", "W_dec", "b_dec"]
+
+
+def geometric_median(points: Float[Tensor, "n d"], iterations: int = 20, eps: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm: the point minimising the summed Euclidean distance to ``points``."""
+    median = points.mean(0)
+    for _ in range(iterations):
+        weights = 1.0 / (points - median).norm(dim=-1).clamp_min(eps)
+        new = (weights[:, None] * points).sum(0) / weights.sum()
+        if (new - median).norm() < eps * (1 + median.norm()):
+            return new
+        median = new
+    return median

@@ -1,0 +1,81 @@
+"""Matryoshka SAE (Bussmann et al. 2025, "Learning Multi-Level Features with Matryoshka SAEs"; Nabeshima
+2024).
+
+Latents are split into nested prefixes; the loss sums the reconstruction loss of every prefix, each using
+only the first w latents of the same TopK code, so early latents must reconstruct on their own. Prefix
+widths are either fixed group boundaries (default fractions 1/16, 1/16, 1/8, 1/4, 1/2 of the width) or
+sampled per batch (plus the full width). sae-lens ships ``MatryoshkaBatchTopKTrainingSAE``; ours keeps a
+per-token TopK code, so the trained dictionary is an exact sae-lens ``topk`` SAE (no threshold
+conversion), and it supports sampled prefixes, which sae-lens's does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE, StepInput
+from sae_training.architectures.sparse_ops import SparseCode, sparse_decode
+
+
+@dataclass
+class MatryoshkaConfig(SparseCoderTrainingConfig):
+    """Matryoshka training config."""
+
+    group_fractions: list[float] = field(default_factory=lambda: [1 / 16, 1 / 16, 1 / 8, 1 / 4, 1 / 2])
+    """Fixed groups as fractions of the width; prefix i ends after group i (must sum to 1)."""
+    n_sampled_prefixes: int = 0
+    """If > 0, ignore the fixed groups and draw this many prefix widths per batch (plus the full width)."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "ck_matryoshka"
+
+    def group_sizes(self) -> list[int]:
+        """Latents per fixed group (validated to be whole numbers summing to d_sae)."""
+        return [round(f * self.d_sae) for f in self.group_fractions]
+
+
+def prefix_widths(cfg: MatryoshkaConfig, seed: int) -> list[int]:
+    """Prefix widths for one batch, ascending, ending with d_sae."""
+    if cfg.n_sampled_prefixes > 0:
+        gen = torch.Generator().manual_seed(seed)
+        widths = torch.randint(1, cfg.d_sae, (cfg.n_sampled_prefixes,), generator=gen).tolist()
+        return [*sorted(set(widths)), cfg.d_sae]
+    ends, total = [], 0
+    for size in cfg.group_sizes():
+        total += size
+        ends.append(total)
+    return ends
+
+
+class MatryoshkaTrainer(SparseCoderTrainingSAE):
+    """TopK code; one reconstruction loss per nested prefix."""
+
+    cfg: MatryoshkaConfig
+
+    def __init__(self, cfg: MatryoshkaConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+
+    def prefix_reconstructions(self, code: SparseCode, widths: list[int]) -> list[Tensor]:
+        """Reconstruction using only latents < w, for each w (same code, entries past w weighted 0)."""
+        outs = []
+        for w in widths:
+            keep = (code.cols < w).to(code.acts.dtype)
+            outs.append(sparse_decode(code._replace(acts=code.acts * keep), self.W_dec, self.b_dec))
+        return outs
+
+    def sparse_training_step(self, step: StepInput):  # type: ignore[override]
+        res = super().sparse_training_step(step)
+        widths = prefix_widths(self.cfg, step.seed + step.n_training_steps)
+        losses = dict(res.losses)
+        del losses["mse_loss"]
+        prefix_losses = {}
+        # The full-width prefix is the ordinary reconstruction: reuse it rather than decode twice.
+        for w, out in zip(widths[:-1], self.prefix_reconstructions(res.code, widths[:-1]), strict=True):
+            prefix_losses[f"mse_loss_prefix_{w}"] = (out - res.target).pow(2).sum(-1).mean()
+        prefix_losses["mse_loss"] = res.losses["mse_loss"]
+        losses = {**prefix_losses, **losses}
+        return res._replace(loss=sum(losses.values()), losses=losses)

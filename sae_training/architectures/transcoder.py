@@ -1,0 +1,123 @@
+"""TopK transcoders and skip-transcoders (Dunefsky et al. 2024, "Transcoders Find Interpretable LLM Feature
+Circuits"; skip connection: Paulo et al. 2025, "Transcoders Beat Sparse Autoencoders for
+Interpretability").
+
+A transcoder reads the MLP's input (``blocks.L.ln2.hook_normalized``) and reconstructs the MLP's output
+(``blocks.L.hook_mlp_out``) through a wide sparse layer; a skip-transcoder adds a linear map
+``W_skip x``. sae-lens can load transcoders (``Transcoder``, ``SkipTranscoder``) but not train them, and
+its classes use a ReLU encoder, so we register ``topk_transcoder`` / ``topk_skip_transcoder``: sae-lens's
+classes with a TopK activation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from sae_lens.saes.topk_sae import TopK
+from sae_lens.saes.transcoder import SkipTranscoder, SkipTranscoderConfig, Transcoder, TranscoderConfig
+from torch import Tensor, nn
+
+from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE
+from sae_training.architectures.sparse_ops import SparseCode, sparse_decode
+
+
+@dataclass
+class TranscoderTrainingConfig(SparseCoderTrainingConfig):
+    """TopK transcoder training config."""
+
+    d_out: int = 0
+    """Width of the target activation (the MLP output)."""
+    apply_b_dec_to_input: bool = False
+    """Transcoders subtract nothing from their input (their b_dec lives in the output space)."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "ck_transcoder"
+
+    @classmethod
+    def inference_architecture(cls) -> str:
+        return "topk_transcoder"
+
+
+@dataclass
+class SkipTranscoderTrainingConfig(TranscoderTrainingConfig):
+    """TopK skip-transcoder training config."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "ck_skip_transcoder"
+
+    @classmethod
+    def inference_architecture(cls) -> str:
+        return "topk_skip_transcoder"
+
+
+class TranscoderTrainer(SparseCoderTrainingSAE):
+    """Sparse MLP replacement: encode the MLP input, decode to the MLP output."""
+
+    def __init__(self, cfg: TranscoderTrainingConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+
+
+class SkipTranscoderTrainer(TranscoderTrainer):
+    """Transcoder plus a dense linear skip ``x @ W_skip.T`` (zero-initialised, as in sae-lens)."""
+
+    def __init__(self, cfg: SkipTranscoderTrainingConfig, use_error_term: bool = False):
+        super().__init__(cfg, use_error_term)
+        self.W_skip = nn.Parameter(torch.zeros(cfg.d_out, cfg.d_in, dtype=self.dtype, device=self.device))
+
+    def reconstruct(self, code: SparseCode, x: Tensor) -> Tensor:
+        return sparse_decode(code, self.W_dec, self.b_dec) + x @ self.W_skip.T
+
+    def inference_state_keys(self) -> list[str]:
+        return [*super().inference_state_keys(), "W_skip"]
+
+
+@dataclass
+class TopKTranscoderConfig(TranscoderConfig):
+    """Inference config of a TopK transcoder."""
+
+    k: int = 32
+    """Active latents per token."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "topk_transcoder"
+
+
+class TopKTranscoder(Transcoder):
+    """sae-lens ``Transcoder`` with a TopK activation."""
+
+    cfg: TopKTranscoderConfig  # type: ignore[assignment]
+
+    def __init__(self, cfg: TopKTranscoderConfig):
+        super().__init__(cfg)
+
+    def get_activation_fn(self) -> Callable[[Tensor], Tensor]:
+        return TopK(self.cfg.k)
+
+
+@dataclass
+class TopKSkipTranscoderConfig(SkipTranscoderConfig):
+    """Inference config of a TopK skip-transcoder."""
+
+    k: int = 32
+    """Active latents per token."""
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "topk_skip_transcoder"
+
+
+class TopKSkipTranscoder(SkipTranscoder):
+    """sae-lens ``SkipTranscoder`` with a TopK activation."""
+
+    cfg: TopKSkipTranscoderConfig  # type: ignore[assignment]
+
+    def __init__(self, cfg: TopKSkipTranscoderConfig):
+        super().__init__(cfg)
+
+    def get_activation_fn(self) -> Callable[[Tensor], Tensor]:
+        return TopK(self.cfg.k)

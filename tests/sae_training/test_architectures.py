@@ -1,0 +1,157 @@
+"""Each architecture's defining property, with numbers, on synthetic inputs (no model needed)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sae_training.architectures import ARCHITECTURES, StepInput
+from sae_training.architectures.choice import FeatureChoiceTrainer, zipf_targets
+from sae_training.architectures.gsae import gradient_scores
+from sae_training.architectures.matryoshka import prefix_widths
+
+
+def make(name: str, d_in: int = 16, d_sae: int = 64, k: int = 4, **kw):
+    trainer, config = ARCHITECTURES[name]
+    if "transcoder" in name:
+        kw.setdefault("d_out", 12)
+    return trainer(config(d_in=d_in, d_sae=d_sae, k=k, **kw))
+
+
+def test_topk_exactly_k_active_per_token():
+    sae = make("topk")
+    with torch.no_grad():
+        sae.b_enc.fill_(10.0)  # every pre-activation positive, so ReLU keeps all k
+    x = torch.randn(200, 16)
+    code, _, _ = sae.sparse_encode(x)
+    counts = torch.bincount(code.rows, minlength=200)
+    assert torch.equal(counts, torch.full((200,), 4))
+    assert (code.acts > 0).all()
+    # ... and they are the k largest pre-activations of each token.
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    kth = pre.topk(4, dim=-1).values[:, -1]
+    assert (code.to_dense(64).detach().gt(0).sum(-1) == 4).all()
+    assert torch.all(code.acts.reshape(200, 4).detach().min(-1).values >= kth - 1e-5)
+
+
+def test_abstopk_keeps_negative_activations_with_their_sign():
+    sae = make("abstopk")
+    x = torch.randn(300, 16)
+    code, _, pre = sae.sparse_encode(x)
+    acts = code.acts.detach()
+    assert (acts < 0).sum() > 50, "a signed top-k on random weights selects many negative pre-activations"
+    assert torch.allclose(acts, pre[code.rows, code.cols])  # kept as is: no ReLU
+    # Selected by magnitude: every kept |value| >= every dropped |value| of the same token.
+    dense = code.to_dense(64).detach()
+    kept_min = torch.where(dense != 0, dense.abs(), torch.inf).min(-1).values
+    dropped_max = torch.where(dense == 0, pre.abs(), -torch.inf).max(-1).values
+    assert (kept_min >= dropped_max).all()
+
+
+def test_mutual_choice_total_budget_fixed_per_token_counts_vary():
+    sae = make("mutual_choice", k=4)
+    x = torch.randn(128, 16) * torch.linspace(0.1, 3, 128)[:, None]  # tokens of very different norms
+    code, _, _ = sae.sparse_encode(x)
+    assert code.cols.numel() == 4 * 128
+    counts = torch.bincount(code.rows, minlength=128)
+    assert counts.float().std() > 1.0
+    assert counts.min() < 4 < counts.max()
+
+
+def test_feature_choice_at_most_m_tokens_per_latent():
+    sae: FeatureChoiceTrainer = make("feature_choice", k=4)
+    x = torch.randn(100, 16)
+    code, _, _ = sae.sparse_encode(x)
+    m = sae.capacity(100)
+    assert m == math.ceil(4 * 100 / 64)
+    per_latent = torch.bincount(code.cols, minlength=64)
+    assert per_latent.max() <= m
+    assert torch.bincount(code.rows, minlength=100).float().std() > 0  # tokens get variable counts
+
+
+def test_aux_zipf_loss_targets_under_used_latents():
+    sae = make("mutual_choice", k=4)
+    t = zipf_targets(64, 4, 1.0, torch.device("cpu"))
+    assert math.isclose(float(t.sum()), 4.0, rel_tol=1e-5) and (t[:-1] >= t[1:]).all()
+    # Half the latents never fire: they must be the under-used ones.
+    sae.density.copy_(torch.cat([torch.full((32,), 0.2), torch.zeros(32)]))
+    under = sae.under_used()
+    assert under[32:].all()
+
+
+def test_matryoshka_loss_includes_every_prefix_and_sums_them():
+    sae = make("matryoshka", d_sae=64)
+    x = torch.randn(50, 16)
+    out = sae.sparse_training_step(StepInput(x))
+    prefixes = [k for k in out.losses if k.startswith("mse_loss_prefix_")]
+    assert [int(k.rsplit("_", 1)[1]) for k in prefixes] == [4, 8, 16, 32]
+    assert torch.allclose(out.loss, sum(out.losses.values()))
+    # Narrower prefixes reconstruct no better than the full code here (untrained, random directions).
+    assert out.losses["mse_loss_prefix_4"] > 0 and out.losses["mse_loss"] > 0
+    sampled = make("matryoshka", d_sae=64, n_sampled_prefixes=3)
+    w1, w2 = prefix_widths(sampled.cfg, 1), prefix_widths(sampled.cfg, 2)
+    assert w1[-1] == w2[-1] == 64 and w1 != w2  # sampled per batch, always ending with the full width
+
+
+def test_gsae_selection_follows_gradient_values_do_not():
+    sae = make("gsae", beta=5.0)
+    with torch.no_grad():
+        sae.b_enc.fill_(1.0)
+    x = torch.randn(40, 16)
+    g1, g2 = torch.randn(40, 16), torch.randn(40, 16)
+    c1, _, pre = sae.sparse_encode(x, StepInput(x, grad=g1))
+    c2, _, _ = sae.sparse_encode(x, StepInput(x, grad=g2))
+    s1 = set(zip(c1.rows.tolist(), c1.cols.tolist(), strict=True))
+    s2 = set(zip(c2.rows.tolist(), c2.cols.tolist(), strict=True))
+    assert len(s1 ^ s2) > 20, "different gradients must select different latents"
+    # Values are the ordinary activations ReLU(pre) whichever gradient chose them.
+    for c in (c1, c2):
+        assert torch.allclose(c.acts.detach(), pre[c.rows, c.cols].relu())
+    # Same gradient scaled: the score normalises the gradient, so selection is unchanged.
+    c3, _, _ = sae.sparse_encode(x, StepInput(x, grad=g1 * 1000))
+    assert torch.equal(c3.cols, c1.cols)
+    # Zero gradient reduces to plain TopK.
+    scores = gradient_scores(pre, torch.zeros_like(g1), sae.W_dec, 5.0)
+    assert torch.allclose(scores, pre.relu())
+
+
+def test_transcoder_reads_input_width_writes_output_width():
+    sae = make("skip_transcoder", d_in=16, d_out=12)
+    x, y = torch.randn(30, 16), torch.randn(30, 12)
+    out = sae.sparse_training_step(StepInput(x, target=y))
+    assert out.sae_out.shape == (30, 12)
+    assert torch.allclose(out.losses["mse_loss"], (out.sae_out - y).pow(2).sum(-1).mean())
+    with torch.no_grad():
+        sae.W_skip.copy_(torch.randn(12, 16))
+    out2 = sae.sparse_training_step(StepInput(x, target=y))
+    assert torch.allclose(out2.sae_out - out.sae_out.detach(), x @ sae.W_skip.T, atol=1e-5)
+
+
+def test_auxk_reaches_only_dead_latents():
+    sae = make("topk")
+    x = torch.randn(64, 16)
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[40:] = True
+    out = sae.sparse_training_step(StepInput(x, dead_neuron_mask=dead))
+    aux = out.losses["auxiliary_reconstruction_loss"]
+    assert aux > 0
+    (g,) = torch.autograd.grad(aux, sae.b_enc)
+    assert (g[:40] == 0).all() and (g[40:] != 0).any()
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_decoder_rows_stay_unit_norm_after_a_step(name):
+    sae = make(name)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
+    x = torch.randn(64, 16)
+    y = torch.randn(64, 12) if "transcoder" in name else None
+    out = sae.sparse_training_step(StepInput(x, target=y, grad=torch.randn(64, 16)))
+    out.loss.backward()
+    sae.remove_parallel_decoder_grad()
+    parallel = (sae.W_dec.grad * sae.W_dec).sum(-1)
+    assert parallel.abs().max() < 1e-5
+    opt.step()
+    sae.normalize_decoder()
+    assert torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(64), atol=1e-5)
