@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     ci = zoo.add_parser("circuits", help="re-derive a built-in model's task scores and circuits in its card")
     ci.add_argument("name", help="built-in model name or alias")
     ci.set_defaults(func=_cmd_zoo_circuits)
+    __import__("sae_training.cli").cli.register(sub)  # `circuitkit sae ...` (cache, train, eval, ship, list)
+    __import__("circuitkit.cli_discover").cli_discover.register(sub)  # `circuitkit discover`, `evaluate`
     return p
 
 
