@@ -1,0 +1,165 @@
+"""Our TopK trainer against sae-lens's ``LanguageModelSAETrainingRunner`` on the same model, hook, width,
+k, batch and text, in one process.
+
+Prints (1) end-to-end training tokens/s (LM forward + SAE step, both on the fly), (2) SAE-step-only
+tokens/s on identical pre-computed activations, (3) held-out FVU / L0 / CE-loss recovered of both trained
+dictionaries, evaluated by the same code. Usage:
+
+    python benchmarks/sae_topk_vs_saelens.py --model default --hook blocks.3.hook_resid_post \
+        --width 2048 --k 32 --batch 4096 --tokens 400000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def sae_lens_run(model, tokens, args, out: Path):
+    from datasets import Dataset
+    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
+
+    ds = Dataset.from_dict({"input_ids": tokens.tolist()})
+    n_buffer = max(2, -(-2 * args.batch // (args.context * 32)))  # buffer >= batch (see reference.md traps)
+    cfg = LanguageModelSAERunnerConfig(
+        sae=TopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=args.width, k=args.k, device=args.device),
+        model_name="circuitkit", hook_name=args.hook, dataset_path="", is_dataset_tokenized=True,
+        streaming=False,
+        context_size=args.context, training_tokens=args.tokens, train_batch_size_tokens=args.batch,
+        store_batch_size_prompts=32, n_batches_in_buffer=n_buffer, lr=args.lr, device=args.device,
+        logger=LoggingConfig(log_to_wandb=False), output_path=str(out), checkpoint_path=str(out / "ckpt"),
+        n_checkpoints=0, n_eval_batches=1, eval_every_n_wandb_logs=10**9, verbose=False,
+        n_batches_for_norm_estimate=4,
+    )  # fmt: skip
+    runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=ds)
+    t = time.perf_counter()
+    runner.run()
+    return time.perf_counter() - t
+
+
+def ours_run(model, args, out: Path):
+    from sae_training.config import TrainConfig
+    from sae_training.trainer import train
+
+    cfg = TrainConfig(
+        model=args.model, hook=args.hook, width=args.width, k=args.k, batch_size=args.batch,
+        total_tokens=args.tokens,
+        context_size=args.context, model_batch_size=32, buffer_tokens=max(2 * args.batch, 65536), lr=args.lr,
+        out_dir=str(out), progress=False, checkpoint_every=0, device=args.device, lr_decay_fraction=0.0,
+    )  # fmt: skip
+    t = time.perf_counter()
+    train(cfg, model=model)
+    return time.perf_counter() - t
+
+
+def step_only(args, acts: torch.Tensor, steps: int = 10):
+    """Tokens/s of one optimiser step on the same activations: ours vs sae-lens's TopKTrainingSAE."""
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    from sae_training.architectures import StepInput
+    from sae_training.architectures.topk import TopKConfig, TopKTrainer
+
+    d = acts.shape[1]
+    ours = TopKTrainer(TopKConfig(d_in=d, d_sae=args.width, k=args.k, device=args.device))
+    theirs = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=args.width, k=args.k, device=args.device))
+    dead = torch.zeros(args.width, dtype=torch.bool, device=args.device)
+    dead[: args.width // 10] = True  # some dead latents, so both pay for their AuxK loss
+
+    def run(sae, make_step):
+        opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
+        times = []
+        for i in range(steps + 2):
+            x = acts[torch.randint(0, acts.shape[0], (args.batch,))]
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            loss = make_step(sae, x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= 2:
+                times.append(time.perf_counter() - t)
+        return args.batch / (sum(times) / len(times))
+
+    def our_step(sae, x):
+        out = sae.sparse_training_step(StepInput(x, dead))
+        sae_grad = out.loss
+        return sae_grad
+
+    def their_step(sae, x):
+        return sae.training_forward_pass(TrainStepInput(x, {}, dead, 0, False)).loss
+
+    return run(ours, our_step), run(theirs, their_step)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--hook", default="blocks.2.hook_resid_post")
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--tokens", type=int, default=400_000)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--skip-end-to-end", action="store_true")
+    args = p.parse_args()
+
+    from circuitkit.models import load_model
+    from sae_training.activations.model_source import activations
+    from sae_training.activations.text import context_batches
+    from sae_training.evaluate import evaluate
+    from sae_training.store import load_dictionary
+
+    model = load_model(args.model, device=args.device)
+    n_ctx = args.tokens // (args.context - 1) + 64
+    tokens = next(context_batches(model.tokenizer, "builtin", args.context, n_ctx, "train", 0))
+    acts = torch.cat(
+        [activations(model, tokens[i : i + 64], [args.hook])[args.hook] for i in range(0, 256, 64)]
+    )
+
+    ours_sps, theirs_sps = step_only(args, acts)
+    print(
+        f"SAE step only ({args.device}, d_in {acts.shape[1]}, width {args.width}, k {args.k}, batch "
+        f"{args.batch}):"
+    )
+    print(
+        f"  ours {ours_sps:,.0f} tok/s   sae-lens {theirs_sps:,.0f} tok/s   "
+        f"ratio {ours_sps / theirs_sps:.2f}x"
+    )
+    if args.skip_end_to_end:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t_ours = ours_run(model, args, tmp / "ours")
+        t_theirs = sae_lens_run(model, tokens, args, tmp / "saelens")
+        print(f"end to end, {args.tokens:,} tokens (LM forward + SAE training):")
+        print(
+            f"  ours {args.tokens / t_ours:,.0f} tok/s   sae-lens {args.tokens / t_theirs:,.0f} tok/s   "
+            f"ratio {t_theirs / t_ours:.2f}x"
+        )
+        eval_tokens = next(context_batches(model.tokenizer, "builtin", args.context, 128, "eval", 0))
+        saelens_dir = next(p.parent for p in (tmp / "saelens").rglob("cfg.json"))
+        for name, path in (("ours", tmp / "ours"), ("sae-lens", saelens_dir)):
+            sae = load_dictionary(path, device=args.device)
+            if not sae.cfg.metadata.get("hook_name"):
+                sae.cfg.metadata.hook_name = args.hook
+            r = evaluate(sae, model, eval_tokens, batch_size=32)
+            print(
+                f"  {name:9s} held-out FVU {r.fvu:.4f}  L0 {r.l0:.1f}  CE-loss recovered "
+                f"{r.ce_loss_recovered:.4f}  "
+                f"dead {r.dead_fraction:.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

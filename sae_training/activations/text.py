@@ -1,0 +1,142 @@
+"""Token contexts from text: local files or folders, Hugging Face ``datasets`` folders, the built-in
+corpus, or the task generators.
+
+Every source is a deterministic, endless stream (it cycles), so a data position is just "how many
+contexts were consumed" and a resumed run replays to the same place. Paragraphs are split into a train
+and an eval part (every 20th paragraph is eval), so evaluation reads text the dictionary never saw.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+EVAL_EVERY = 20
+TEXT_SUFFIXES = (".txt", ".rst", ".md")
+
+
+class TextSourceError(ValueError):
+    """A text source that cannot be read, with what to do instead."""
+
+
+def _paragraphs_from_path(path: Path) -> list[str]:
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
+    )
+    out = []
+    for f in files:
+        for block in f.read_text(encoding="utf-8", errors="ignore").split("\n\n"):
+            block = " ".join(block.split())
+            if len(block) >= 20:
+                out.append(block)
+    if not out:
+        raise TextSourceError(
+            f"{path} holds no text in {TEXT_SUFFIXES} files (paragraphs of >= 20 characters)"
+        )
+    return out
+
+
+def _paragraphs_from_hf(path: Path, column: str) -> list[str]:
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a dependency of sae-lens
+        raise TextSourceError("reading a Hugging Face datasets folder needs `pip install datasets`") from exc
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+    if column not in ds.column_names:
+        raise TextSourceError(
+            f"{path} has no column {column!r} (columns: {ds.column_names}); set text_column"
+        )
+    return [t for t in ds[column] if isinstance(t, str) and t.strip()]
+
+
+def _generated(kinds: list[str], rng: random.Random) -> Iterator[str]:
+    from circuitkit.models import corpus
+
+    valid = {"ioi", "greater_than", "filler"}
+    bad = set(kinds) - valid
+    if bad:
+        raise TextSourceError(f"unknown task generator(s) {sorted(bad)}; use some of {sorted(valid)}")
+    return corpus.task_sentences(rng, {k: 1.0 for k in kinds})
+
+
+def text_stream(source: str, split: str, seed: int, column: str = "text") -> Iterator[str]:
+    """An endless stream of texts from ``source`` (see ``DataConfig.text``) for ``split`` ('train'/'eval')."""
+    rng = random.Random(f"{seed}-{split}")
+    if source.startswith("tasks:"):
+        yield from _generated(source.removeprefix("tasks:").split(","), rng)
+        return
+    if source == "builtin":
+        from circuitkit.models import corpus
+
+        paragraphs, _ = corpus.load_text(max_chars=2_000_000)
+        tasks = _generated(["ioi", "greater_than", "filler"], rng)
+    elif source.startswith("hf:"):
+        paragraphs, tasks = _paragraphs_from_hf(Path(source[3:]), column), None
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise TextSourceError(
+                f"text source {source!r} is neither 'builtin', 'tasks:...', 'hf:<dir>' nor an "
+                "existing file or folder"
+            )
+        paragraphs, tasks = _paragraphs_from_path(path), None
+    keep = (lambda i: i % EVAL_EVERY == 0) if split == "eval" else (lambda i: i % EVAL_EVERY != 0)
+    chosen = [p for i, p in enumerate(paragraphs) if keep(i)]
+    if not chosen:
+        chosen = paragraphs  # a tiny source: evaluate on what there is
+    epoch = 0
+    while True:
+        order = list(range(len(chosen)))
+        random.Random(f"{seed}-{split}-{epoch}").shuffle(order)
+        for i in order:
+            yield chosen[i]
+            if tasks is not None:
+                # The built-in mix: one generated task/filler sentence per paragraph, as the zoo trained on.
+                yield next(tasks)
+        epoch += 1
+
+
+def token_contexts(
+    tokenizer, source: str, context_size: int, split: str = "train", seed: int = 0, column: str = "text"
+) -> Iterator[Int[Tensor, " context_size"]]:
+    """Endless [BOS] + (context_size - 1) tokens, packed from the concatenated texts (EOS between texts)."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
+    if bos is None:
+        raise TextSourceError("the tokenizer has neither a BOS nor an EOS token to start contexts with")
+    body = context_size - 1
+    pending: list[int] = []
+    for text in text_stream(source, split, seed, column):
+        pending.extend(tokenizer.encode(text, add_special_tokens=False))
+        pending.append(eos)
+        while len(pending) >= body:
+            yield torch.tensor([bos, *pending[:body]], dtype=torch.long)
+            pending = pending[body:]
+
+
+def context_batches(
+    tokenizer,
+    source: str,
+    context_size: int,
+    batch: int,
+    split: str = "train",
+    seed: int = 0,
+    column: str = "text",
+    skip_contexts: int = 0,
+) -> Iterator[Int[Tensor, "batch context_size"]]:
+    """Batches of contexts, starting after ``skip_contexts`` (a resumed run's data position)."""
+    stream = token_contexts(tokenizer, source, context_size, split, seed, column)
+    if skip_contexts:
+        next(islice(stream, skip_contexts - 1, skip_contexts), None)
+    while True:
+        yield torch.stack(list(islice(stream, batch)))

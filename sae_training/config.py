@@ -1,0 +1,376 @@
+"""Run configs: one dataclass per command, shared by Python, YAML and the command line.
+
+Every field carries a docstring underneath it; ``field_docs`` reads those (as EleutherAI sparsify does via
+simple_parsing) so ``--help`` documents every field. ``validate`` catches bad combinations before any work.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import itertools
+import math
+import textwrap
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Architecture = Literal[
+    "topk",
+    "gsae",
+    "mutual_choice",
+    "feature_choice",
+    "abstopk",
+    "matryoshka",
+    "transcoder",
+    "skip_transcoder",
+]
+ARCHITECTURE_NAMES = (
+    "topk", "gsae", "mutual_choice", "feature_choice", "abstopk", "matryoshka", "transcoder",
+    "skip_transcoder",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config that cannot run, with a message saying what to change."""
+
+
+@dataclass
+class DataConfig:
+    """Where tokens come from (shared by ``cache``, ``train`` and ``eval``)."""
+
+    model: str = "default"
+    """Model: a built-in name (tiny, default), a model folder, or a TransformerLens pretrained name."""
+    text: str = "builtin"
+    """Text source: 'builtin' (Python docs prose + task sentences, the zoo's mix), a file or folder of
+    .txt/.rst/.md files, 'hf:<dir>' (a Hugging Face datasets folder saved with save_to_disk), or
+    'tasks:ioi,greater_than,filler' (generated sentences only)."""
+    text_column: str = "text"
+    """Column holding the text in a Hugging Face datasets folder."""
+    context_size: int = 64
+    """Tokens per context (BOS first); the BOS position is never trained on."""
+    model_batch_size: int = 32
+    """Contexts per model forward pass when computing activations."""
+    device: str | None = None
+    """Torch device (None: CUDA when available, else CPU)."""
+    seed: int = 0
+    """Seed for data order, initialisation and sampling."""
+
+
+@dataclass
+class TrainConfig(DataConfig):
+    """One dictionary training run (``python -m sae_training train``)."""
+
+    hook: str = "blocks.2.hook_resid_post"
+    """Input hook point (TransformerLens name), e.g. blocks.2.hook_resid_post, blocks.1.attn.hook_z,
+    blocks.1.ln2.hook_normalized (transcoder input)."""
+    target_hook: str | None = None
+    """What a transcoder reconstructs, e.g. blocks.1.hook_mlp_out (required for transcoders only)."""
+    head_index: int | None = None
+    """With a hook_z hook: train on this one head's output (a small per-head dictionary)."""
+    architecture: str = "topk"
+    """One of topk, gsae, mutual_choice, feature_choice, abstopk, matryoshka, transcoder, skip_transcoder."""
+    width: int = 1024
+    """Number of latents (d_sae)."""
+    k: int = 32
+    """Active latents per token (an average for mutual_choice / feature_choice)."""
+    aux_k: int | None = None
+    """Latents in the AuxK / aux_zipf loss per token (None: d_in // 2)."""
+    aux_coefficient: float = 1 / 32
+    """Weight of the AuxK / aux_zipf loss."""
+    dead_tokens: int = 200_000
+    """A latent that has not fired for this many training tokens counts as dead (AuxK, dead %)."""
+    gsae_beta: float = 1.0
+    """g-SAE: weight of the gradient term in the selection score."""
+    matryoshka_group_fractions: list[float] = field(
+        default_factory=lambda: [1 / 16, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
+    )
+    """Matryoshka: group sizes as fractions of the width (width * fraction must be whole; sum 1)."""
+    matryoshka_sampled_prefixes: int = 0
+    """Matryoshka: if > 0, draw this many random prefix widths per batch instead of the fixed groups."""
+    zipf_alpha: float = 1.0
+    """Mutual / Feature Choice: exponent of the Zipf target densities for aux_zipf_loss."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    """Initial decoder bias (b_pre): geometric median or mean of the first batch (of the target for
+    transcoders)."""
+    batch_size: int = 4096
+    """Training tokens per optimiser step (global, across DDP processes)."""
+    total_tokens: int = 2_000_000
+    """Training tokens in all; steps = total_tokens // batch_size."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    lr_warmup_steps: int = 20
+    """Linear warm-up steps."""
+    lr_decay_fraction: float = 0.2
+    """Fraction of the steps, at the end, over which the learning rate decays linearly to zero."""
+    adam_beta1: float = 0.9
+    """Adam beta1."""
+    adam_beta2: float = 0.999
+    """Adam beta2."""
+    buffer_tokens: int = 131_072
+    """On-the-fly source: activations held in the shuffling buffer (>= 2 * batch_size)."""
+    cache_dir: str | None = None
+    """Train from a disk cache written by ``cache`` instead of running the model on the fly."""
+    out_dir: str | None = None
+    """Output folder (None: runs/sae/<dictionary id>)."""
+    run_name: str | None = None
+    """Last part of the dictionary id (None: <architecture>-<width>-k<k>)."""
+    checkpoint_every: int = 200
+    """Save a checkpoint every this many steps (also on Ctrl-C / SIGTERM); 0: only on signals and at
+    the end."""
+    resume: bool = False
+    """Resume from out_dir/checkpoint (weights, optimiser, scheduler, step, data position)."""
+    log_every: int = 10
+    """Append metrics to out_dir/metrics.jsonl every this many steps."""
+    progress: bool = True
+    """Show a progress bar."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs wandb installed and configured)."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Dictionary parameter dtype."""
+
+    def validate(self) -> None:
+        """Checks that need no model; raises ConfigError saying what to change."""
+        if self.architecture not in ARCHITECTURE_NAMES:
+            raise ConfigError(
+                f"architecture {self.architecture!r} is unknown; "
+                f"choose one of {', '.join(ARCHITECTURE_NAMES)}"
+            )
+        if self.width <= 0 or self.k <= 0:
+            raise ConfigError(f"width ({self.width}) and k ({self.k}) must be positive")
+        if self.k > self.width:
+            raise ConfigError(f"k={self.k} is larger than width={self.width}: lower k or raise width")
+        is_transcoder = self.architecture in ("transcoder", "skip_transcoder")
+        if is_transcoder and not self.target_hook:
+            raise ConfigError(
+                f"architecture {self.architecture} needs target_hook (what it reconstructs), e.g. "
+                "hook=blocks.1.ln2.hook_normalized target_hook=blocks.1.hook_mlp_out"
+            )
+        if self.target_hook and not is_transcoder:
+            raise ConfigError(
+                f"target_hook is set but architecture {self.architecture} reconstructs its own input; "
+                "use architecture=transcoder or skip_transcoder, or drop target_hook"
+            )
+        if self.architecture == "matryoshka" and self.matryoshka_sampled_prefixes == 0:
+            fracs = self.matryoshka_group_fractions
+            sizes = [f * self.width for f in fracs]
+            if any(abs(s - round(s)) > 1e-6 or round(s) < 1 for s in sizes) or abs(sum(fracs) - 1) > 1e-6:
+                denom = max(round(1 / f) for f in fracs if f > 0)
+                raise ConfigError(
+                    f"width {self.width} is not divisible into the Matryoshka groups {fracs} (each "
+                    "width*fraction "
+                    "must be a whole number >= 1 and the fractions must sum to 1): use a width that "
+                    "is a multiple "
+                    f"of {denom}, or change matryoshka_group_fractions"
+                )
+        if self.head_index is not None and not self.hook.endswith("attn.hook_z"):
+            raise ConfigError(f"head_index is only meaningful with an attn.hook_z hook, not {self.hook}")
+        if self.architecture == "gsae" and self.cache_dir is None and self.model_batch_size < 1:
+            raise ConfigError("model_batch_size must be >= 1")
+        if self.batch_size < 1 or self.total_tokens < self.batch_size:
+            raise ConfigError(
+                f"total_tokens ({self.total_tokens}) must be at least one batch ({self.batch_size})"
+            )
+        if self.cache_dir is None and self.buffer_tokens < 2 * self.batch_size:
+            raise ConfigError(
+                f"buffer_tokens={self.buffer_tokens} must be >= 2 * batch_size={2 * self.batch_size} "
+                "so batches mix "
+                "tokens from many contexts: raise buffer_tokens or lower batch_size"
+            )
+        if self.context_size < 2:
+            raise ConfigError("context_size must be >= 2 (BOS plus at least one token)")
+        if not 0 <= self.lr_decay_fraction <= 1:
+            raise ConfigError("lr_decay_fraction must be in [0, 1]")
+
+    @property
+    def n_steps(self) -> int:
+        return self.total_tokens // self.batch_size
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.architecture in ("transcoder", "skip_transcoder")
+
+    def default_run_name(self) -> str:
+        return self.run_name or f"{self.architecture}-{self.width}-k{self.k}"
+
+
+@dataclass
+class CacheConfig(DataConfig):
+    """Write model activations to a sharded, memory-mapped disk cache (``python -m sae_training cache``)."""
+
+    hooks: list[str] = field(default_factory=lambda: ["blocks.2.hook_resid_post"])
+    """Hook points to cache (e.g. a transcoder's input and target hooks together)."""
+    n_tokens: int = 1_000_000
+    """Tokens to cache (BOS positions excluded)."""
+    shard_tokens: int = 65_536
+    """Tokens per shard file."""
+    storage_dtype: Literal["float16", "float32"] = "float32"
+    """On-disk dtype (float16 halves the size)."""
+    with_gradients: bool = False
+    """Also store dL/d(activation) per token for each hook (for g-SAE)."""
+    out_dir: str = "runs/cache"
+    """Output folder."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def validate(self) -> None:
+        if not self.hooks:
+            raise ConfigError("hooks is empty: name at least one hook point to cache")
+        if self.n_tokens < 1 or self.shard_tokens < 1:
+            raise ConfigError("n_tokens and shard_tokens must be positive")
+        if self.context_size < 2:
+            raise ConfigError("context_size must be >= 2 (BOS plus at least one token)")
+
+
+@dataclass
+class EvalConfig(DataConfig):
+    """Evaluate a saved dictionary (``python -m sae_training eval``)."""
+
+    dictionary: str = ""
+    """Dictionary folder (cfg.json + sae_weights.safetensors) or a shipped dictionary id."""
+    model: str = ""
+    """Model (empty: the one named in the dictionary's metadata)."""
+    n_contexts: int = 128
+    """Held-out contexts to evaluate on."""
+    dense_threshold: float = 0.1
+    """A latent firing on more than this fraction of tokens counts as dense."""
+    out_file: str | None = None
+    """Where to write the JSON (None: eval.json beside the weights)."""
+
+    def validate(self) -> None:
+        if not self.dictionary:
+            raise ConfigError("dictionary is empty: pass a dictionary folder or id (--dictionary PATH)")
+        if self.n_contexts < 1:
+            raise ConfigError("n_contexts must be >= 1")
+
+
+# ---- YAML + command line --------------------------------------------------------------------------
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Docstrings written under dataclass fields, for this class and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not hasattr(klass, "__dataclass_fields__"):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _field_default(f) -> Any:
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _parse_value(text: str, default: Any, type_name: str) -> Any:
+    """Parse one command-line value guided by the field's type annotation."""
+    if text.lower() in ("none", "null") and "None" in type_name:
+        return None
+    if type_name.startswith("list"):
+        return [
+            float(t) if "float" in type_name else (int(t) if "int" in type_name else t)
+            for t in text.split(",")
+            if t
+        ]
+    if "bool" in type_name:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected true/false, got {text!r}")
+    if type_name.startswith("int") or (
+        isinstance(default, int) and not isinstance(default, bool) and "float" not in type_name
+    ):
+        try:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        except ValueError:
+            pass
+    if "float" in type_name:
+        return float(text)
+    if "int" in type_name:
+        return int(text)
+    return text
+
+
+def add_config_arguments(parser, cls: type) -> None:
+    """One ``--field-name`` option per dataclass field, its help the field's docstring."""
+    docs = field_docs(cls)
+    parser.add_argument(
+        "--config", default=None, help="YAML file with any of the fields below (CLI options override it)"
+    )
+    for f in fields(cls):
+        default = _field_default(f)
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        flag = "--" + f.name.replace("_", "-")
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=type_name.replace(" ", ""),
+            help=f"{docs.get(f.name, '')} [default: {shown}]".replace("%", "%%"),
+        )
+
+
+def config_from_args(cls: type, args) -> Any:
+    """Defaults, then the YAML file, then command-line options."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        values.update(load_yaml(args.config, cls))
+    for f in fields(cls):
+        raw = getattr(args, f.name, None)
+        if raw is not None:
+            type_name = f.type if isinstance(f.type, str) else str(f.type)
+            values[f.name] = _parse_value(raw, _field_default(f), type_name)
+    return cls(**values)
+
+
+def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}"
+        )
+    return data
+
+
+def to_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(asdict(cfg), sort_keys=False)
+
+
+def config_diff(saved: dict[str, Any], current: dict[str, Any], ignore: set[str]) -> list[str]:
+    """Fields whose values differ, as 'name: saved -> current' lines."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        if key in ignore:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
+            continue
+        if a != b:
+            out.append(f"{key}: {a!r} (checkpoint) vs {b!r} (now)")
+    return out

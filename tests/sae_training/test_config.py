@@ -1,0 +1,195 @@
+"""Every bad configuration fails before any work, with a message that says what to change; the command
+line documents every field and reads YAML with per-field overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from sae_training.cli import build_parser
+from sae_training.config import (
+    CacheConfig,
+    ConfigError,
+    EvalConfig,
+    TrainConfig,
+    config_from_args,
+    field_docs,
+)
+from sae_training.trainer import check_against_model, train
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"architecture": "matryoshka", "width": 100}, "not divisible into the Matryoshka groups"),
+        ({"k": 2000, "width": 1024}, "k=2000 is larger than width=1024"),
+        ({"architecture": "transcoder"}, "needs target_hook"),
+        ({"target_hook": "blocks.1.hook_mlp_out"}, "use architecture=transcoder"),
+        ({"architecture": "sparse_magic"}, "architecture 'sparse_magic' is unknown"),
+        ({"head_index": 2}, "head_index is only meaningful with an attn.hook_z hook"),
+        ({"buffer_tokens": 1000, "batch_size": 4096}, "raise buffer_tokens or lower batch_size"),
+        ({"total_tokens": 100, "batch_size": 4096}, "must be at least one batch"),
+    ],
+)
+def test_static_validation_messages(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_matryoshka_width_that_divides_is_accepted():
+    TrainConfig(architecture="matryoshka", width=512).validate()
+
+
+def _small_model(d_model: int) -> HookedTransformer:
+    cfg = HookedTransformerConfig(n_layers=2, d_model=d_model, n_ctx=16, d_head=16, d_vocab=50, act_fn="gelu")
+    return HookedTransformer(cfg)
+
+
+def test_hook_not_in_model_names_alternatives():
+    model = _small_model(32)
+    with pytest.raises(
+        ConfigError,
+        match=r"hook 'blocks.7.hook_resid_post' is not in the model \(2 layers\).*blocks.0.hook_resid_post",
+    ):
+        check_against_model(TrainConfig(hook="blocks.7.hook_resid_post"), model)
+
+
+def test_d_in_mismatch_between_cache_and_model():
+    model = _small_model(32)
+    with pytest.raises(
+        ConfigError, match=r"d_in mismatch: the cache has width 96 .* the model's hook has 32"
+    ):
+        check_against_model(TrainConfig(hook="blocks.1.hook_resid_post"), model, source_d_in=96)
+
+
+def test_cache_errors_before_training(cache_dir, tiny, tmp_path):
+    with pytest.raises(ConfigError, match="not in the cache"):
+        train(
+            TrainConfig(
+                hook="blocks.0.hook_resid_post",
+                cache_dir=str(cache_dir),
+                out_dir=str(tmp_path),
+                progress=False,
+                batch_size=512,
+                total_tokens=1024,
+            ),
+            model=tiny,
+        )
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(
+            TrainConfig(
+                hook="blocks.1.hook_resid_post",
+                cache_dir=str(cache_dir),
+                out_dir=str(tmp_path / "x"),
+                resume=True,
+                progress=False,
+                batch_size=512,
+                total_tokens=1024,
+            ),
+            model=tiny,
+        )
+
+
+def test_resume_refuses_a_mismatched_config(cache_dir, tiny, tmp_path):
+    kw = {"hook": "blocks.1.hook_resid_post", "cache_dir": str(cache_dir), "out_dir": str(tmp_path),
+          "progress": False,
+          "batch_size": 512, "total_tokens": 512 * 4, "width": 64, "k": 4}  # fmt: skip
+    train(TrainConfig(**kw), model=tiny, stop_after_steps=2)
+    with pytest.raises(ConfigError, match=r"--resume refused.*width: 64 \(checkpoint\) vs 128 \(now\)"):
+        train(TrainConfig(**{**kw, "width": 128, "resume": True}), model=tiny)
+
+
+def test_gsae_needs_gradients_in_the_cache(tmp_path, tiny):
+    from sae_training.activations import write_cache
+
+    write_cache(
+        CacheConfig(
+            model="tiny",
+            hooks=["blocks.0.hook_resid_post"],
+            n_tokens=600,
+            context_size=16,
+            out_dir=str(tmp_path / "c"),
+            progress=False,
+        ),
+        tiny,
+        "ck-tiny",
+    )
+    with pytest.raises(ConfigError, match="--with-gradients true"):
+        train(
+            TrainConfig(
+                architecture="gsae",
+                hook="blocks.0.hook_resid_post",
+                cache_dir=str(tmp_path / "c"),
+                batch_size=256,
+                total_tokens=512,
+                progress=False,
+                out_dir=str(tmp_path / "o"),
+            ),
+            model=tiny,
+        )
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, CacheConfig, EvalConfig])
+def test_every_field_has_a_docstring_shown_in_help(cls, capsys):
+    docs = field_docs(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert set(names) <= set(docs), sorted(set(names) - set(docs))
+    command = {TrainConfig: "train", CacheConfig: "cache", EvalConfig: "eval"}[cls]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in names:
+        assert "--" + name.replace("_", "-") in text
+        assert " ".join(docs[name].split())[:30] in text
+
+
+def test_yaml_then_command_line_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("architecture: matryoshka\nwidth: 256\nk: 8\nmatryoshka_group_fractions: [0.5, 0.5]\n")
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--config",
+            str(path),
+            "--k",
+            "16",
+            "--resume",
+            "true",
+            "--target-hook",
+            "none",
+            "--lr",
+            "3e-4",
+        ]
+    )
+    cfg = config_from_args(TrainConfig, args)
+    assert (cfg.architecture, cfg.width, cfg.k, cfg.resume, cfg.target_hook, cfg.lr) == (
+        "matryoshka",
+        256,
+        16,
+        True,
+        None,
+        3e-4,
+    )
+    assert cfg.matryoshka_group_fractions == [0.5, 0.5]
+    path.write_text("widht: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown field.*widht"):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+
+
+def test_circuitkit_cli_has_the_sae_commands():
+    from circuitkit.cli import build_parser as ck_parser
+
+    parser = ck_parser()
+    args = parser.parse_args(["sae", "train", "--width", "64"])
+    assert args.width == "64" and args.func.__name__ == "cmd_train"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "configs" / "sae").glob("*.yaml"))
+)
+def test_example_configs_are_valid(path):
+    cfg = config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+    cfg.validate()
