@@ -1,83 +1,44 @@
-"""circuitkit explorer: entry page. Run with ``make app`` (``streamlit run app/Home.py``)."""
+"""circuitkit explorer. Run with ``make app`` (``streamlit run app/Home.py``).
+
+This file is the router: it draws the shared sidebar (model / task / dictionary) and runs the page
+picked in the navigation. Pages live in ``app/pages/`` and only call circuitkit / sae_training and draw
+``circuitkit.viz`` figures.
+"""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from circuitkit.models import ALIASES, BUILTIN, DEFAULT_MODEL, ModelLoadError, load_model, read_card
-from circuitkit.models.zoo import builtin_dir
-from circuitkit.predict import top_predictions
+from app import state
 
 st.set_page_config(page_title="circuitkit", layout="wide")
 
+PAGES = [
+    st.Page(
+        "pages/model_prompt.py",
+        title="Model & prompt",
+        icon=":material/chat:",
+        url_path="model",
+        default=True,
+    ),
+    st.Page("pages/patching.py", title="Patching", icon=":material/grid_on:", url_path="patching"),
+    st.Page("pages/circuit.py", title="Circuit", icon=":material/hub:", url_path="circuit"),
+    st.Page("pages/heads.py", title="Heads", icon=":material/view_module:", url_path="heads"),
+    st.Page("pages/features.py", title="Features", icon=":material/scatter_plot:", url_path="features"),
+    st.Page(
+        "pages/training_runs.py", title="Training runs", icon=":material/monitoring:", url_path="training"
+    ),
+]
 
-@st.cache_resource(show_spinner="Loading model ...")
-def cached_model(name: str):
-    return load_model(name)
-
-
-names = list(BUILTIN)
-default = st.query_params.get("model", DEFAULT_MODEL)
-default = ALIASES.get(default, default)
-model_name = st.sidebar.selectbox("Model", names, index=names.index(default) if default in names else 0)
-st.query_params["model"] = model_name
-
-st.title("circuitkit")
-st.caption("Train dictionaries, find circuits, look at them.")
-
-try:
-    model = cached_model(model_name)
-except ModelLoadError as exc:
-    st.error(f"Could not load {model_name}: {exc}")
+nav = st.navigation(PAGES)
+st.sidebar.title("circuitkit")
+selection = state.sidebar()
+if selection is None:
+    st.title("circuitkit")
+    st.error(
+        "No model is available, so no page can be shown. Build the built-in models with "
+        "`circuitkit zoo train tiny` (minutes) or `make zoo`, then reload."
+    )
     st.stop()
-
-card = read_card(builtin_dir(model_name))
-st.header(f"Model: {model_name}")
-st.write(card.get("description", ""))
-cfg = model.cfg
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("layers", cfg.n_layers)
-c2.metric("d_model", cfg.d_model)
-c3.metric("heads / layer", cfg.n_heads)
-c4.metric("parameters", f"{card.get('n_params', sum(p.numel() for p in model.parameters())):,}")
-
-scores = card.get("task_scores", {})
-if scores:
-    st.subheader("Task scores (held-out prompts)")
-    rows = []
-    for task, s in scores.items():
-        metric = "logit_diff" if "logit_diff" in s else "prob_diff"
-        rows.append(
-            {
-                "task": task,
-                "accuracy": s["accuracy"],
-                "metric": metric,
-                "clean": s[metric],
-                "corrupted": s[f"{metric}_corrupted"],
-                "prompts": s["n_prompts"],
-            }
-        )
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-
-train = card.get("training", {})
-with st.expander("Training data and run"):
-    st.json({"recipe": card.get("recipe", {}), "training": train})
-
-st.subheader("Prompt")
-prompt = st.text_input(
-    "Prompt",
-    value=st.query_params.get("prompt", "When Mary and John went to the store, John gave a drink to"),
-)
-st.query_params["prompt"] = prompt
-k = st.slider("Top predictions", 1, 30, 10)
-try:
-    pred = top_predictions(model, prompt, k)
-except ValueError as exc:
-    st.error(str(exc))
-    st.stop()
-st.markdown("**Tokens** (BOS first): " + " ".join(f"`{t}`" for t in pred.tokens))
-st.dataframe(
-    pd.DataFrame(pred.top, columns=["token", "probability", "logit"]).assign(rank=lambda d: d.index + 1),
-    hide_index=True,
-)
+st.session_state["selection"] = selection
+nav.run()

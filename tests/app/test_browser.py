@@ -1,0 +1,152 @@
+"""The explorer in a real browser: ``streamlit run`` on a free localhost port, every page opened in
+headless Chromium (Debian's ``chromium``, driven by Playwright), no error element, one screenshot each.
+
+Screenshots go to the test's tmp dir and are copied to ``/tmp/screenshots`` for review.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import APP
+
+CHROMIUM = next(
+    (p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.path.exists(p)), None
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAGES = {
+    "model": "Model & prompt",
+    "patching": "Patching",
+    "circuit": "Circuit",
+    "heads": "Heads",
+    "features": "Features",
+    "training": "Training runs",
+}
+REVIEW_DIR = Path("/tmp/screenshots")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium: run `bash scripts/system-deps.sh` (Debian)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(dictionary_dir, runs_dir):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CIRCUITKIT_DICTIONARIES": str(dictionary_dir.parent),
+        "CIRCUITKIT_RUNS": str(runs_dir),
+    }
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read().decode()}") from None
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not become healthy within 120 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and only its own children (own session)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def _wait_until_done(page, timeout_s: float = 240) -> None:
+    """The run is finished when the status widget is gone and stays gone for a moment."""
+    deadline = time.time() + timeout_s
+    quiet_since = None
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.5:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the page was still running after the timeout")
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_page_renders_without_errors_in_chromium(path, server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{server}/{path}", wait_until="domcontentloaded", timeout=60_000)
+        page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=60_000)
+        page.locator("h1", has_text=PAGES[path]).first.wait_for(timeout=240_000)
+        _wait_until_done(page)
+        shot = tmp_path / f"{path}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        REVIEW_DIR.mkdir(exist_ok=True)
+        shutil.copy(shot, REVIEW_DIR / shot.name)
+        exceptions = page.locator('[data-testid="stException"]')
+        errors = page.locator('[data-testid="stAlertContentError"]')
+        assert exceptions.count() == 0, exceptions.first.inner_text()
+        assert errors.count() == 0, errors.first.inner_text()
+    finally:
+        page.close()
+
+
+def test_no_request_leaves_localhost(server, browser):
+    page = browser.new_page()
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(server) or r.url.startswith("data:") else outside.append(r.url),
+    )
+    page.goto(f"{server}/patching", wait_until="domcontentloaded", timeout=60_000)
+    page.locator("h1", has_text="Patching").first.wait_for(timeout=240_000)
+    _wait_until_done(page)
+    page.close()
+    assert not outside, outside[:5]
