@@ -11,6 +11,7 @@ Reliable Circuit Identification in Language Models", arXiv 2405.12522).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
@@ -110,6 +111,34 @@ class HeadIdentification:
             )
         df = pd.DataFrame(rows)
         return _with_provenance(df, {**self.provenance, "variant": variant})
+
+    def to_result(self, variant: str = "node", *, model_name: str | None = None):
+        """The head scores as a :class:`circuitkit.results.ResultTable` (family ``head``), with the code
+        counts and rank as extra columns."""
+        from circuitkit.results import Provenance, from_grids
+
+        prov = self.provenance
+        extra = {k: v for k, v in prov.items() if k not in ("model", "task", "metric")}
+        result = from_grids(
+            {"head": self.scores(variant)},
+            Provenance(
+                model=model_name or prov.get("model", ""),
+                task=prov.get("task", "custom"),
+                method=f"heads_{variant}",
+                metric=prov.get("metric", ""),
+                ablation="none",
+                direction="none",
+                n_prompts=int(prov.get("n_prompts", 0)),
+                seed=int(prov.get("seed", 0)),
+                score_kind="magnitude",
+                passes=2.0,
+                seconds=float(prov.get("seconds", 0.0)),
+                extra={**extra, "variant": variant},
+            ),
+        )
+        counts = self.table(variant)[["rank", "n_codes_positive_only", "n_codes_negative_only", "n_codes"]]
+        result.table = pd.concat([result.table, counts.reset_index(drop=True)], axis=1)
+        return result
 
     def edge_table(self, top: int | None = None) -> pd.DataFrame:
         """Ordered head pairs with a nonzero score, best first (``top`` rows at most)."""
@@ -234,10 +263,11 @@ def identify_heads(
     Returns :class:`HeadIdentification`; ``.table()`` is the tidy, provenance-carrying result.
     """
     cfg = cfg or HeadIdConfig()
+    start = time.perf_counter()
     sets = positives_and_negatives(model, data, max_prompts=cfg.n_prompts)
     pos = head_output_vectors(model, sets.positive_tokens)
     neg = head_output_vectors(model, sets.negative_tokens)
-    return identify_from_vectors(
+    result = identify_from_vectors(
         pos,
         neg,
         cfg,
@@ -251,3 +281,5 @@ def identify_heads(
             "negatives": "the task's corrupted prompts (IOI: ABC third name; greater-than: year 01)",
         },
     )
+    result.provenance["seconds"] = time.perf_counter() - start
+    return result
