@@ -45,6 +45,50 @@ class PatchingResult:
         """(m - m_target) / (m_source - m_target): 1 where patching one component restores everything."""
         return (self.scores - self.baseline_target) / (self.baseline_source - self.baseline_target)
 
+    def effects(self) -> Tensor:
+        """m_patched - m_target: the change each patch makes, the quantity AtP / RelP / IG estimate."""
+        return self.scores - self.baseline_target
+
+
+def source_values(value: Tensor, ablation: Ablation, perm: Tensor | None = None) -> Tensor:
+    """What a patch writes in: the other run's activation, or zero / its mean over prompts / a shuffle."""
+    if ablation == "patch":
+        return value
+    if ablation == "zero":
+        return torch.zeros_like(value)
+    if ablation == "mean":
+        return value.mean(0, keepdim=True).expand_as(value)
+    if ablation == "resample":
+        if perm is None:
+            raise ValueError("resample ablation needs a permutation of the prompts")
+        return value[perm]
+    raise ValueError(f"ablation must be patch, zero, mean or resample, got {ablation!r}")
+
+
+def resample_permutation(batch: int, seed: int, device) -> Tensor:
+    """The prompt shuffle used by ``ablation="resample"`` (seeded, so every method sees the same one)."""
+    return torch.randperm(batch, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def check_inputs(clean_tokens: Tensor, corrupted_tokens: Tensor, direction: str, ablation: str) -> None:
+    """Clear errors for inputs every patching method rejects."""
+    if clean_tokens.shape != corrupted_tokens.shape:
+        raise ValueError(
+            f"clean tokens {tuple(clean_tokens.shape)} and corrupted tokens {tuple(corrupted_tokens.shape)} "
+            "differ in shape; patching needs position-aligned prompt pairs of equal length"
+        )
+    if clean_tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch, pos], got shape {tuple(clean_tokens.shape)}")
+    if direction not in ("denoising", "noising"):
+        raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
+    if ablation not in ("patch", "zero", "mean", "resample"):
+        raise ValueError(f"ablation must be patch, zero, mean or resample, got {ablation!r}")
+
+
+def check_metric(value) -> Tensor:
+    """The metric's value as a 0-d tensor, or a clear error when it is not a scalar."""
+    return _check_metric(value)
+
 
 def _check_metric(value) -> Tensor:
     if not isinstance(value, Tensor) or value.numel() != 1:
@@ -106,15 +150,7 @@ def activation_patching(
         :class:`PatchingResult` with ``scores`` of shape ``[n_layers, ...]`` per ``family.dims``.
     """
     fam = get_family(family)
-    if clean_tokens.shape != corrupted_tokens.shape:
-        raise ValueError(
-            f"clean tokens {tuple(clean_tokens.shape)} and corrupted tokens {tuple(corrupted_tokens.shape)} "
-            "differ in shape; patching needs position-aligned prompt pairs of equal length"
-        )
-    if direction not in ("denoising", "noising"):
-        raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
-    if ablation not in ("patch", "zero", "mean", "resample"):
-        raise ValueError(f"ablation must be patch, zero, mean or resample, got {ablation!r}")
+    check_inputs(clean_tokens, corrupted_tokens, direction, ablation)
     device = model.cfg.device
     clean_tokens, corrupted_tokens = clean_tokens.to(device), corrupted_tokens.to(device)
     target, source = (
@@ -133,19 +169,12 @@ def activation_patching(
         base_tgt = float(_check_metric(metric(tgt_logits)))
         del src_logits, tgt_logits
         batch, seq_len = target.shape
-        gen = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(batch, generator=gen).to(device)
+        perm = resample_permutation(batch, seed, device)
         per_layer: list[Tensor] = []
         for layer, hook in tqdm(
             list(zip(layers, hooks, strict=True)), desc=f"patch {family}", disable=not progress
         ):
-            value = src_cache[hook]
-            if ablation == "zero":
-                value = torch.zeros_like(value)
-            elif ablation == "mean":
-                value = value.mean(0, keepdim=True).expand_as(value)
-            elif ablation == "resample":
-                value = value[perm]
+            value = source_values(src_cache[hook], ablation, perm)
             comps = _components(fam, model.cfg.n_heads, seq_len)
             per_copy = max(1, max_batch // batch)
             scores = []
@@ -165,7 +194,9 @@ def activation_patching(
                 )
                 logits = logits.view(n, batch, *logits.shape[1:])
                 scores += [float(_check_metric(metric(logits[i]))) for i in range(n)]
-            per_layer.append(torch.tensor(scores).reshape(_grid_shape(fam, model.cfg.n_heads, seq_len)))
+            # float64: the metric is a Python float already; keep every digit for exact comparisons.
+            shape = _grid_shape(fam, model.cfg.n_heads, seq_len)
+            per_layer.append(torch.tensor(scores, dtype=torch.float64).reshape(shape))
     return PatchingResult(
         family=family,
         dims=fam.dims,

@@ -1,0 +1,196 @@
+"""``circuitkit discover`` and ``circuitkit evaluate``: run methods on a task, write result files.
+
+    circuitkit discover --model tiny --task ioi --method atp --families head,resid_pre --out results/
+    circuitkit evaluate --model tiny --task ioi --method atp --method relp:rules=ln+identity --out results/
+
+``discover`` writes ``OUT/{model}_{task}_{method}.parquet`` + ``.json`` (a :class:`ResultTable`).
+``evaluate`` writes the exact activation-patching table, each method's table, ``correlation`` (Pearson /
+Spearman per family with cost), and, where the model has a ground-truth circuit, ``ground_truth``
+(ROC AUC, precision / recall / F1 of the head scores) and ``faithfulness`` (curve vs circuit size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from circuitkit.components import DEFAULT_FAMILIES, FAMILIES
+
+
+def _families(text: str) -> list[str]:
+    fams = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in fams if f not in FAMILIES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
+    return fams
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model", default="tiny", help="built-in name (tiny, default), TransformerLens name or folder"
+    )
+    p.add_argument("--task", default="ioi", choices=["ioi", "greater_than"], help="task whose prompts to use")
+    p.add_argument(
+        "--families",
+        type=_families,
+        default=list(DEFAULT_FAMILIES),
+        help=f"comma-separated component families (default {','.join(DEFAULT_FAMILIES)}); "
+        f"all: {','.join(FAMILIES)}",
+    )
+    p.add_argument("--n-prompts", type=int, default=20, help="prompt pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts (and resampling)")
+    p.add_argument("--split", default="heldout", help="task split to draw prompts from")
+    p.add_argument("--direction", default="denoising", choices=["denoising", "noising"])
+    p.add_argument("--ablation", default="patch", choices=["patch", "zero", "mean", "resample"])
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--out", default="results", help="output folder for the result files")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def register(subparsers) -> None:
+    names = "activation, atp, atp*, relp, ig, and those circuitkit.heads / circuitkit.features register"
+    d = subparsers.add_parser("discover", help="score components with one method and write a result table")
+    _common(d)
+    d.add_argument("--method", default="atp", help=f"method (registered: {names})")
+    d.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, repeatable (ig: steps=20; relp: rules=ln+identity; atp*: grad_drop=true)",
+    )
+    d.set_defaults(func=_cmd_discover)
+
+    e = subparsers.add_parser(
+        "evaluate", help="compare methods with activation patching; ROC / F1 vs ground truth; faithfulness"
+    )
+    _common(e)
+    e.add_argument(
+        "--method",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="method spec NAME[:key=value,...], repeatable (default: AtP, AtP*, RelP variants, IG)",
+    )
+    e.add_argument(
+        "--k", type=int, default=None, help="circuit size for precision/recall/F1 (default: true size)"
+    )
+    e.add_argument(
+        "--faithfulness-ablation",
+        default="mean",
+        choices=["mean", "zero", "patch"],
+        help="ablation outside C",
+    )
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def _request(args: argparse.Namespace, options: dict | None = None):
+    from circuitkit.methods import MethodRequest
+    from circuitkit.models import load_model
+    from circuitkit.tasks import make_task
+
+    model = load_model(args.model, device=args.device)
+    data = make_task(args.task, model.tokenizer, args.n_prompts, seed=args.seed, split=args.split)
+    data = data.to(model.cfg.device)
+    return MethodRequest(
+        model=model,
+        data=data,
+        families=args.families,
+        direction=args.direction,
+        ablation=args.ablation,
+        seed=args.seed,
+        options=options or {},
+        progress=not args.quiet,
+        model_name=str(args.model),
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-").replace("*", "star")
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from circuitkit.evaluation.correlation import parse_method
+    from circuitkit.methods import run_method
+    from circuitkit.results import save
+
+    spec = args.method + (":" + ",".join(args.option) if args.option else "")
+    name, options = parse_method(spec)
+    req = _request(args, options)
+    result = run_method(name, req)
+    stem = _slug(f"{Path(str(args.model)).name}_{args.task}_{name.replace('*', 'star')}")
+    path = save(result, args.out, stem)
+    p = result.provenance
+    print(f"{name}: {len(result.table)} components, {p.passes:g} passes, {p.seconds:.2f} s -> {path}")
+    print(result.top(10)[["family", "component", "score"]].to_string(index=False))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from circuitkit.evaluation.correlation import DEFAULT_METHODS, correlation_table
+    from circuitkit.evaluation.faithfulness import faithfulness_curve
+    from circuitkit.evaluation.ground_truth import score_against_circuit
+    from circuitkit.results import save, save_frame
+    from circuitkit.tasks.ground_truth import ground_truth
+
+    req = _request(args)
+    methods = args.method or list(DEFAULT_METHODS)
+    table, exact, approx = correlation_table(req, methods)
+    base = _slug(f"{Path(str(args.model)).name}_{args.task}")
+    out = Path(args.out)
+    save(exact, out, f"{base}_activation")
+    for spec, res in approx.items():
+        save(res, out, _slug(f"{base}_{spec.replace('*', 'star')}"))
+    meta = {
+        "model": str(args.model),
+        "task": args.task,
+        "families": args.families,
+        "n_prompts": args.n_prompts,
+        "direction": args.direction,
+        "ablation": args.ablation,
+        "seed": args.seed,
+    }
+    save_frame(table, meta, out, f"{base}_correlation")
+    pd.set_option("display.width", 160)
+    print(
+        table[["method", "family", "pearson", "spearman", "passes", "seconds", "speedup"]].to_string(
+            index=False
+        )
+    )
+
+    if "head" not in args.families:
+        return 0
+    try:
+        circuit = ground_truth(str(args.model), args.task)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(
+            f"no ground-truth circuit for {args.model} / {args.task} ({exc}); skipping ROC and faithfulness"
+        )
+        return 0
+    rows, curves = [], []
+    d = req.data
+    for spec, res in {"activation": exact, **approx}.items():
+        grid = res.grid("head")
+        rows.append({"method": spec, **score_against_circuit(grid, circuit, args.k)})
+        for k, f in faithfulness_curve(
+            req.model,
+            d.clean_tokens,
+            d.metric,
+            grid,
+            reference_tokens=d.corrupted_tokens,
+            ablation=args.faithfulness_ablation,
+        ):
+            curves.append({"method": spec, "k": k, "faithfulness": f})
+    gt = pd.DataFrame(rows)
+    save_frame(gt, {**meta, "circuit": circuit.source}, out, f"{base}_ground_truth")
+    save_frame(
+        pd.DataFrame(curves),
+        {**meta, "ablation_outside": args.faithfulness_ablation},
+        out,
+        f"{base}_faithfulness",
+    )
+    print(gt.to_string(index=False))
+    return 0

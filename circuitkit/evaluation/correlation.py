@@ -1,0 +1,131 @@
+"""How well each approximation tracks activation patching: Pearson and Spearman per family, with cost.
+
+The table of Jafari et al. 2025 (RelP, arXiv 2508.21258, Table 1) for any loadable model: for each
+component family the exact activation-patching effects (m_patched - m_target) over the whole grid are
+compared with each method's estimates. Unsigned methods (AtP* with GradDrop) are compared with the
+magnitude |effect|. Cost is the method's passes and seconds beside the exact sweep's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from circuitkit.components import DEFAULT_FAMILIES
+from circuitkit.methods import MethodRequest, run_method
+from circuitkit.results import ResultTable
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two equally shaped tensors (flattened; NaN where either is constant)."""
+    x, y = _pair(a, b)
+    x, y = x - x.mean(), y - y.mean()
+    denom = x.norm() * y.norm()
+    return float("nan") if denom == 0 else float((x * y).sum() / denom)
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation (Pearson of average ranks, ties shared)."""
+    from circuitkit.evaluation.ground_truth import _average_ranks
+
+    x, y = _pair(a, b)
+    return pearson(_average_ranks(x), _average_ranks(y))
+
+
+def _pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    if a.shape != b.shape:
+        raise ValueError(f"cannot correlate grids of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    x, y = a.reshape(-1).double(), b.reshape(-1).double()
+    keep = ~(torch.isnan(x) | torch.isnan(y))
+    return x[keep], y[keep]
+
+
+def compare(exact: ResultTable, approx: ResultTable, families: Sequence[str] | None = None) -> pd.DataFrame:
+    """Rows (family, pearson, spearman, n) comparing an approximation's table with the exact one."""
+    rows = []
+    unsigned = approx.provenance.score_kind == "magnitude"
+    for family in families or approx.families:
+        e, a = exact.grid(family), approx.grid(family)
+        e = e.abs() if unsigned else e
+        rows.append(
+            {"family": family, "pearson": pearson(e, a), "spearman": spearman(e, a), "n": int(e.numel())}
+        )
+    return pd.DataFrame(rows)
+
+
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``"relp:rules=ln+identity"`` or ``"ig:steps=20"`` or ``"atp*:grad_drop=true"`` -> (name, options)."""
+    name, _, rest = spec.partition(":")
+    options: dict = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"method option {part!r} in {spec!r} must be key=value")
+        options[key.strip()] = _value(value.strip())
+    return name.strip(), options
+
+
+def _value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+DEFAULT_METHODS = (
+    "atp",
+    "atp*",
+    "atp*:grad_drop=true",
+    "relp:rules=ln",
+    "relp:rules=ln+identity",
+    "relp:rules=ln+identity+attention",
+    "ig:steps=10",
+)
+
+
+def correlation_table(
+    req: MethodRequest,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    exact: ResultTable | None = None,
+) -> tuple[pd.DataFrame, ResultTable, dict[str, ResultTable]]:
+    """Pearson / Spearman of every method with activation patching, per family, with cost.
+
+    Args:
+        req: model, prompts, families, direction and ablation shared by every method.
+        methods: method specs (``name`` or ``name:key=value,...``) from :mod:`circuitkit.methods`.
+        exact: a precomputed activation-patching table for the same request (computed when None).
+    Returns:
+        (table, exact result, {spec: approximate result}); table columns: model, task, method, family,
+        pearson, spearman, n, passes, seconds, exact_passes, exact_seconds, speedup.
+    """
+    families = list(req.families or DEFAULT_FAMILIES)
+    if exact is None:
+        exact = run_method("activation", req)
+    results: dict[str, ResultTable] = {}
+    frames = []
+    for spec in methods:
+        name, options = parse_method(spec)
+        sub = MethodRequest(**{**req.__dict__, "options": options, "families": families})
+        approx = run_method(name, sub)
+        results[spec] = approx
+        df = compare(exact, approx, families)
+        df.insert(0, "method", spec)
+        df["passes"] = approx.provenance.passes
+        df["seconds"] = approx.provenance.seconds
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "task", req.data.task)
+    table.insert(0, "model", req.name)
+    table["exact_passes"] = exact.provenance.passes
+    table["exact_seconds"] = exact.provenance.seconds
+    table["speedup"] = table["exact_seconds"] / table["seconds"]
+    return table, exact, results

@@ -1,0 +1,111 @@
+"""Batched activation patching equals transformer_lens.patching on the same inputs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import transformer_lens.patching as tlp
+from transformer_lens import ActivationCache
+
+from circuitkit.components import get_family
+from circuitkit.patching.activation import activation_patching
+
+from .toy import pair_tokens
+
+# transformer_lens.patching stores its scores in a float32 tensor whatever the model's dtype, so on the
+# float64 random models the comparison is "equal after rounding to float32" (relative 1e-6).
+# family -> transformer_lens function
+TL = {
+    "resid_pre": tlp.get_act_patch_resid_pre,
+    "resid_mid": tlp.get_act_patch_resid_mid,
+    "attn_out": tlp.get_act_patch_attn_out,
+    "mlp_out": tlp.get_act_patch_mlp_out,
+    "head": tlp.get_act_patch_attn_head_out_all_pos,
+    "head_q": tlp.get_act_patch_attn_head_q_all_pos,
+    "head_k": tlp.get_act_patch_attn_head_k_all_pos,
+    "head_v": tlp.get_act_patch_attn_head_v_all_pos,
+    "head_pattern": tlp.get_act_patch_attn_head_pattern_all_pos,
+    "head_pos": tlp.get_act_patch_attn_head_out_by_pos,
+    "head_q_pos": tlp.get_act_patch_attn_head_q_by_pos,
+    "head_k_pos": tlp.get_act_patch_attn_head_k_by_pos,
+    "head_v_pos": tlp.get_act_patch_attn_head_v_by_pos,
+    "head_pattern_pos": tlp.get_act_patch_attn_head_pattern_by_pos,
+}
+
+
+def _reference(model, family, target, source, metric, ablation="patch"):
+    """transformer_lens.patching on the target run with a cache of the source run (or its mean)."""
+    _, cache = model.run_with_cache(source)
+    if ablation == "mean":
+        cache = ActivationCache({k: v.mean(0, keepdim=True).expand_as(v) for k, v in cache.items()}, model)
+    return TL[family](model, target, cache, metric)
+
+
+@pytest.mark.parametrize("family", list(TL))
+def test_equals_transformer_lens_on_tiny(tiny, tiny_ioi, family):
+    data = tiny_ioi
+    with torch.no_grad():
+        ours = activation_patching(tiny, data.clean_tokens, data.corrupted_tokens, data.metric, family).scores
+        ref = _reference(tiny, family, data.corrupted_tokens, data.clean_tokens, data.metric).cpu()
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+@pytest.mark.parametrize("family", ["resid_pre", "attn_out", "mlp_out", "head", "head_q", "head_pattern_pos"])
+def test_equals_transformer_lens_on_random_model(small_random, family, direction):
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 3, 7)
+    target, source = (corrupted, clean) if direction == "denoising" else (clean, corrupted)
+    with torch.no_grad():
+        ours = activation_patching(small_random, clean, corrupted, metric, family, direction=direction)
+        ref = _reference(small_random, family, target, source, metric)
+    torch.testing.assert_close(ours.scores.float(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_mean_ablation_equals_transformer_lens_with_mean_cache(small_random):
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 4, 6, seed=1)
+    with torch.no_grad():
+        ours = activation_patching(small_random, clean, corrupted, metric, "head_pos", ablation="mean")
+        ref = _reference(small_random, "head_pos", corrupted, clean, metric, ablation="mean")
+    torch.testing.assert_close(ours.scores.float(), ref, rtol=1e-6, atol=1e-7)
+
+
+# family -> (transformer_lens patch setter, activation name), for a subset of layers via index_df.
+SETTERS = {
+    "head": (tlp.layer_head_vector_patch_setter, "z"),
+    "resid_pre": (tlp.layer_pos_patch_setter, "resid_pre"),
+    "head_v_pos": (tlp.layer_pos_head_vector_patch_setter, "v"),
+}
+
+
+@pytest.mark.parametrize("family", list(SETTERS))
+def test_equals_transformer_lens_on_gpt2_small_shape(gpt2_shaped, family):
+    """GPT-2 small's shape at random init; two layers keep transformer_lens's loop short."""
+    model = gpt2_shaped
+    clean, corrupted, metric = pair_tokens(model.cfg.d_vocab, 2, 4, seed=2)
+    layers = [0, 11]
+    dims = get_family(family).dims
+    sizes = {"layer": layers, "head": range(model.cfg.n_heads), "pos": range(clean.shape[1])}
+    index = pd.MultiIndex.from_product([sizes[d] for d in dims], names=list(dims)).to_frame(index=False)
+    setter, act_name = SETTERS[family]
+    with torch.no_grad():
+        ours = activation_patching(model, clean, corrupted, metric, family, layers=layers).scores
+        _, cache = model.run_with_cache(clean)
+        ref = tlp.generic_activation_patch(
+            model, corrupted, cache, metric, patch_setter=setter, activation_name=act_name, index_df=index
+        )
+    # float32 model: batched and one-at-a-time forwards round differently in the last bits.
+    torch.testing.assert_close(ours.reshape(-1).float(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_have_clear_errors(small_random):
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 2, 5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        activation_patching(small_random, clean, corrupted[:, :4], metric)
+    with pytest.raises(ValueError, match="scalar"):
+        activation_patching(small_random, clean, corrupted, lambda logits: logits[:, -1, 0])
+    with pytest.raises(ValueError, match="unknown component family"):
+        activation_patching(small_random, clean, corrupted, metric, "heads_everywhere")
+    with pytest.raises(ValueError, match="does not exist"):
+        activation_patching(small_random, clean, corrupted, metric, "head", layers=[7])
