@@ -115,7 +115,7 @@ def _load_builtin() -> None:
     _LOADED = True
     import importlib
 
-    for module in ("circuitkit.patching.registry", "circuitkit.heads", "circuitkit.features"):
+    for module in ("circuitkit.patching.registry", "circuitkit.heads.method", "circuitkit.features"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a package another engineer has not shipped yet
