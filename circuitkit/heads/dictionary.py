@@ -102,17 +102,20 @@ def train_codebook(
     if vectors.ndim != 2 or vectors.shape[0] == 0:
         raise ValueError(f"vectors must be a non-empty [n, d_in] matrix, got {tuple(vectors.shape)}")
     gen = torch.Generator().manual_seed(seed)
-    sae = CodebookSAE(vectors.shape[1], cfg.n_latents, generator=gen).to(vectors.device, vectors.dtype)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
-    losses = []
-    for _ in range(cfg.n_steps):
-        f, x_hat = sae(vectors)
-        loss = sae_loss(vectors, f, x_hat, cfg.l1_coeff)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        sae.remove_parallel_grads()
-        opt.step()
-        sae.renormalize()
-        losses.append(loss.detach())
+    # callers may hold gradients off (the app, benchmarks): training needs them, whatever the context
+    with torch.enable_grad():
+        vectors = vectors.detach().clone()
+        sae = CodebookSAE(vectors.shape[1], cfg.n_latents, generator=gen).to(vectors.device, vectors.dtype)
+        opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+        losses = []
+        for _ in range(cfg.n_steps):
+            f, x_hat = sae(vectors)
+            loss = sae_loss(vectors, f, x_hat, cfg.l1_coeff)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sae.remove_parallel_grads()
+            opt.step()
+            sae.renormalize()
+            losses.append(loss.detach())
     # one host sync at the end, not one per step (matters on CUDA)
     return sae, torch.stack(losses).tolist()

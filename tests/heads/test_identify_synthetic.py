@@ -53,6 +53,9 @@ def test_codebook_dictionary_stays_unit_norm_and_learns():
     torch.testing.assert_close(sae.W_enc.norm(dim=-1), torch.ones(20))
     assert losses[-1] < 0.5 * losses[0]
     assert torch.equal(sae.codes(x), sae.encode(x).argmax(-1))
+    with torch.no_grad():  # callers that switched gradients off still get a trained code book
+        _, losses_no_grad = train_codebook(x, CodebookConfig(n_latents=20, n_steps=200))
+    assert losses_no_grad == losses
 
 
 def test_bad_inputs_are_refused():
