@@ -126,7 +126,7 @@ def ship(
             EvalConfig(
                 dictionary=str(folder),
                 model=name,
-                n_contexts=32,
+                n_contexts=24,
                 context_size=64,
                 model_batch_size=32,
                 device=device,

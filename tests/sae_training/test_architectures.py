@@ -155,3 +155,23 @@ def test_decoder_rows_stay_unit_norm_after_a_step(name):
     opt.step()
     sae.normalize_decoder()
     assert torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(64), atol=1e-5)
+
+
+def test_attention_head_attribution_through_W_O():
+    from sae_training.architectures.attention import head_attribution
+
+    n_heads, d_head, d_model = 4, 3, 8
+    W_O = torch.randn(n_heads, d_head, d_model)
+    W_dec = torch.zeros(3, n_heads * d_head)
+    W_dec[0, 2 * d_head : 3 * d_head] = torch.randn(d_head)  # latent 0 writes only through head 2
+    W_dec[1, :d_head] = 1.0  # latent 1 through heads 0 and 3, with write norms in a known ratio
+    W_dec[1, 3 * d_head :] = 1.0
+    W_dec[2] = torch.randn(n_heads * d_head)
+    attr = head_attribution(W_dec, W_O)
+    assert torch.allclose(attr.sum(-1), torch.ones(3))
+    assert torch.allclose(attr[0], torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    p0 = (torch.ones(d_head) @ W_O[0]).pow(2).sum()
+    p3 = (torch.ones(d_head) @ W_O[3]).pow(2).sum()
+    assert torch.allclose(attr[1], torch.stack([p0, 0 * p0, 0 * p0, p3]) / (p0 + p3))
+    with pytest.raises(ValueError, match="not trained on this layer's hook_z"):
+        head_attribution(torch.zeros(2, 5), W_O)

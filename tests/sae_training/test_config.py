@@ -98,7 +98,7 @@ def test_resume_refuses_a_mismatched_config(cache_dir, tiny, tmp_path):
           "progress": False,
           "batch_size": 512, "total_tokens": 512 * 4, "width": 64, "k": 4}  # fmt: skip
     train(TrainConfig(**kw), model=tiny, stop_after_steps=2)
-    with pytest.raises(ConfigError, match=r"--resume refused.*width: 64 \(checkpoint\) vs 128 \(now\)"):
+    with pytest.raises(ConfigError, match=r"(?s)--resume refused.*width: 64 \(checkpoint\) vs 128 \(now\)"):
         train(TrainConfig(**{**kw, "width": 128, "resume": True}), model=tiny)
 
 
