@@ -17,19 +17,18 @@ PAGES = [
     st.Page(
         "pages/model_prompt.py",
         title="Model & prompt",
-        icon=":material/chat:",
         url_path="model",
         default=True,
     ),
-    st.Page("pages/patching.py", title="Patching", icon=":material/grid_on:", url_path="patching"),
-    st.Page("pages/circuit.py", title="Circuit", icon=":material/hub:", url_path="circuit"),
-    st.Page("pages/heads.py", title="Heads", icon=":material/view_module:", url_path="heads"),
-    st.Page("pages/features.py", title="Features", icon=":material/scatter_plot:", url_path="features"),
-    st.Page(
-        "pages/training_runs.py", title="Training runs", icon=":material/monitoring:", url_path="training"
-    ),
+    st.Page("pages/patching.py", title="Patching", url_path="patching"),
+    st.Page("pages/circuit.py", title="Circuit", url_path="circuit"),
+    st.Page("pages/heads.py", title="Heads", url_path="heads"),
+    st.Page("pages/features.py", title="Features", url_path="features"),
+    st.Page("pages/training_runs.py", title="Training runs", url_path="training"),
 ]
 
+# No page icons: Streamlit turns a page's Material icon into the favicon by fetching it from Google's
+# font CDN, which breaks offline use; the default favicon is bundled.
 nav = st.navigation(PAGES)
 st.sidebar.title("circuitkit")
 selection = state.sidebar()

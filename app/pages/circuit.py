@@ -62,7 +62,7 @@ except KeyError as exc:
     st.warning(f"No ground truth to overlay: {exc}")
 
 n_total = n_layers * n_heads
-default_k = len(truth.heads) if truth is not None and truth.heads else min(10, n_total)
+default_k = min(n_total, max(8, len(truth.heads) if truth is not None else 0))
 c1, c2, c3 = st.columns([2, 1, 1])
 k = c1.slider(
     "Circuit size (top heads by |score|)", 1, n_total, key=state.bind("k_heads", None, default_k, int)

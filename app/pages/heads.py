@@ -18,32 +18,33 @@ st.caption(f"{sel.model} · task {sel.task} · discrete-SAE head identification 
 model = state.model(sel.model)
 n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
 
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 variant = c1.radio(
     "Variant", ["node", "edge"], horizontal=True, key=state.bind("variant", ["node", "edge"], "node")
 )
-n_train = c2.number_input("Training prompts", 2, 64, step=2, key=state.bind("n_train", None, 10, int))
-seed = c3.number_input("Seed", 0, 10_000, key=state.bind("seed", None, 0, int))
-state.publish("variant", "n_train", "seed")
+n_prompts = c2.number_input("Prompts scored", 4, 256, step=4, key=state.bind("n_prompts", None, 64, int))
+n_train = c3.number_input("Training prompts", 2, 64, step=2, key=state.bind("n_train", None, 10, int))
+seed = c4.number_input("Seed", 0, 10_000, key=state.bind("seed", None, 0, int))
+state.publish("variant", "n_prompts", "n_train", "seed")
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def run_identification(model_name: str, task: str, n_train: int, seed: int):
+def run_identification(model_name: str, task: str, n_prompts: int, n_train: int, seed: int):
     """Library call, cached per settings; the result is read-only."""
     m = state.model(model_name)
-    dataset = state.task_data(model_name, task, 64)
+    dataset = state.task_data(model_name, task, n_prompts)
     return identify_heads(m, dataset, HeadIdConfig(n_train_prompts=n_train, seed=seed))
 
 
-stored = data.stored_heads(sel.model, sel.task, n_train, seed)
+stored = data.stored_heads(sel.model, sel.task, n_train, seed) if n_prompts == 64 else None
 if stored is None:
-    key = (sel.model, sel.task, int(n_train), int(seed))
+    key = (sel.model, sel.task, int(n_prompts), int(n_train), int(seed))
     if key not in st.session_state.get("heads_done", set()):
         st.info("Not computed for these settings yet (a few seconds on the toy models).")
         if not st.button("Identify heads", type="primary"):
             st.stop()
     with st.status("Training the code-book SAE on head outputs ...") as status:
-        ident = run_identification(sel.model, sel.task, int(n_train), int(seed))
+        ident = run_identification(sel.model, sel.task, int(n_prompts), int(n_train), int(seed))
         status.update(label="done", state="complete")
     st.session_state.setdefault("heads_done", set()).add(key)
     table, codes = ident.table(variant), ident.code_histogram_table()

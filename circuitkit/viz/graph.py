@@ -146,6 +146,7 @@ def circuit_graph(
         ticktext=[f"L{layer}" for layer in range(n_layers)],
         title="layer",
         zeroline=False,
+        range=[-0.5, n_layers - 0.5],
     )
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_layout(title=title, height=140 + 90 * max(n_layers, 1), clickmode="event+select")

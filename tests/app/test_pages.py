@@ -142,13 +142,13 @@ def test_heads_page_shows_the_library_ranking(app_model):
     from circuitkit.heads import HeadIdConfig, identify_heads
     from circuitkit.tasks import make_task
 
-    at = open_page("pages/heads.py", n_train=10, seed=0)
-    if at.button:
-        at.button[0].click().run()
+    # Settings with nothing stored: the button runs the library on 8 prompts.
+    at = open_page("pages/heads.py", n_prompts=8, n_train=4, seed=1)
+    at.button[0].click().run()
     assert_clean(at)
     task = selection(at).task
-    data = make_task(task, app_model.tokenizer, 64, seed=0, split="heldout")
-    want = identify_heads(app_model, data, HeadIdConfig(n_train_prompts=10, seed=0)).table("node")
+    data = make_task(task, app_model.tokenizer, 8, seed=0, split="heldout")
+    want = identify_heads(app_model, data, HeadIdConfig(n_train_prompts=4, seed=1)).table("node")
     shown = next(d.value for d in at.dataframe if "rank" in d.value.columns)
     merged = shown.merge(want, on="component", suffixes=("_app", "_lib"))
     assert len(merged) == app_model.cfg.n_layers * app_model.cfg.n_heads
