@@ -480,3 +480,26 @@ check(
     f"faithfulness of the found circuit {faith.faithfulness:.3f} >= {FAITH_FLOOR}",
 )
 print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
+
+# %% [markdown]
+# ## Findings on ck-6l (the committed run: 32 held-out prompt pairs, seed 0)
+#
+# Measured in the cells above; re-running may move the last digits.
+# * **The model solves greater-than**: P(year > YY) − P(year ≤ YY) is 0.895 on clean prompts (accuracy
+#   100 %) and 0.347 with YY = 01.
+# * **One layer-0 head moves YY to the end**: L0H7 attends from the last position to YY (0.89) and its
+#   clean output restores 96 % of the probability difference; no other head reaches 2.1 %. L3H4 also
+#   attends to YY (0.88) but patching it changes the metric by 0.2 %, and path patching into its values
+#   from earlier heads restores < 0.1 %.
+# * **MLPs**: MLP 0 patched whole restores 99.5 %; MLPs 1-3 restore 14-23 % each and MLP 4 14 %, MLP 5
+#   3.5 % — the early-MLP-then-later-MLPs shape Hanna et al. describe, but with MLP 0 (right after L0H7)
+#   doing most of it.
+# * **AtP and RelP**: Pearson r with activation patching is ≥ 0.999 on attention outputs and heads;
+#   on the residual stream and MLP outputs AtP gives 0.958 / 0.963, RelP with LN + identity rules 0.980
+#   / 0.982 (LN rule alone 0.942 / 0.943), IG 1.000.
+# * **Discrete-SAE head identification** ranks the ground-truth head with ROC AUC 0.979, but not first
+#   (precision at k = 1 is 0); activation patching and AtP rank it first.
+# * **Faithfulness**: the found circuit (L0H7, L2H1 and every MLP) gives 0.897, the ground truth's
+#   single head 0.873; the complement gives 0.001, so the circuit is complete.
+# * **Dictionary features (step 6)** were skipped: no transcoders were listed for ck-6l when this ran
+#   (the MLP-0 transcoder has been shipped since; re-run `python analyses/run.py greater_than`).
