@@ -30,7 +30,7 @@
 # 4. AtP and RelP against activation patching;
 # 5. discrete-SAE head identification against the ground truth;
 # 6. dictionary features: transcoder latents in the key MLPs (as Dunefsky et al. 2024 did for
-#    greater-than);
+#    greater-than) and attention-SAE latents;
 # 7. the final circuit's faithfulness and completeness.
 #
 # Every assertion below checks a number measured in this run against a floor stated next to it.
@@ -46,19 +46,16 @@ FIGURES = "auto"  # "png" (static, kaleido + Chromium), "html" (plotly.js inline
 # %%
 import time
 
+import features_step
 import pandas as pd
 import plotly.express as px
+import steps
 import torch
-from nbtools import check, setup_figures, show, stop_notebook
+from nbtools import check, setup_figures, show
 
 from circuitkit import viz
 from circuitkit.components import head_label
-from circuitkit.evaluation import correlation_table, faithfulness, faithfulness_curve, score_against_circuit
-from circuitkit.heads import HeadIdConfig, identify_heads
-from circuitkit.heads.dictionary import CodebookConfig
 from circuitkit.methods import MethodRequest, run_method
-from circuitkit.models import load_model
-from circuitkit.models.loading import ModelLoadError
 from circuitkit.tasks import make_task
 from circuitkit.tasks.ground_truth import ground_truth
 
@@ -71,19 +68,10 @@ if FAST:  # the CI run: few prompts, two attribution methods, a short code book,
     N_PROMPTS = min(N_PROMPTS, 12)
 
 # %%
-try:
-    model = load_model(MODEL, device=DEVICE)
-except ModelLoadError as exc:
-    model = None
-    stop_notebook(f"Cannot load {MODEL!r} here: {exc}")
+model = steps.load_or_stop(MODEL, DEVICE)
 if model is not None:
-    model.eval()
     NAME = model.cfg.model_name
     IS_GPT2 = NAME in ("gpt2", "gpt2-small")
-    print(
-        f"{NAME}: {model.cfg.n_layers} layers, {model.cfg.n_heads} heads, d_model {model.cfg.d_model}, "
-        f"device {model.cfg.device}"
-    )
 
 # %% [markdown]
 # ## 1. The task and the baseline
@@ -92,19 +80,7 @@ if model is not None:
 
 # %%
 data = make_task("greater_than", model.tokenizer, N_PROMPTS, seed=SEED, split="heldout").to(model.cfg.device)
-with torch.no_grad():
-    clean_logits = model(data.clean_tokens)
-    corrupted_logits = model(data.corrupted_tokens)
-baseline = pd.DataFrame(
-    {
-        "prob diff P(>YY) - P(<=YY)": [
-            float(data.metric(clean_logits)),
-            float(data.metric(corrupted_logits)),
-        ],
-        "accuracy": [float(data.accuracy(clean_logits)), float(data.accuracy(corrupted_logits))],
-    },
-    index=["clean", "corrupted (YY = 01)"],
-)
+baseline = steps.baseline(model, data, "prob diff P(>YY) - P(<=YY)", "accuracy", "corrupted (YY = 01)")
 print(data.prompts[0])
 print(data.corrupted_prompts[0])
 baseline
@@ -112,7 +88,8 @@ baseline
 # %%
 # Probability of each two-digit year after each YY (the paper's Figure 2): mass above the diagonal.
 year_ids, yy = data.extras["year_ids"], data.extras["yy"].cpu()
-probs = torch.softmax(clean_logits[:, -1].float(), dim=-1)[:, year_ids].cpu()
+with torch.no_grad():
+    probs = torch.softmax(model(data.clean_tokens)[:, -1].float(), dim=-1)[:, year_ids].cpu()
 order = yy.argsort()
 # No circuitkit.viz builder draws this task-specific matrix: plain plotly.
 show(
@@ -144,48 +121,11 @@ check(ACC_CLEAN >= 0.8, f"accuracy {ACC_CLEAN:.3f} >= 0.8")
 # %%
 gt = ground_truth("gpt2" if IS_GPT2 else model, "greater_than")
 FAMILIES = ("resid_pre", "attn_out", "mlp_out", "head")
-req = MethodRequest(model, data, families=FAMILIES)
-exact = run_method("activation", req)
-span = exact.provenance.extra["baseline_source"] - exact.provenance.extra["baseline_target"]
-tokens = model.to_str_tokens(data.clean_tokens[0])
-print(f"{exact.provenance.seconds:.1f} s, ground truth: {gt.source}")
-for family in ("resid_pre", "attn_out", "mlp_out"):
-    show(
-        viz.layer_pos_heatmap(
-            (exact.grid(family) / span).numpy(),
-            tokens,
-            title=f"Denoising {family}: normalised effect",
-            colorbar_title="restored",
-        )
-    )
+patching = steps.activation_patching(model, data, gt, FAMILIES)
+steps.top_heads_table(patching, gt)
 
 # %%
-head_effect = exact.grid("head") / span
-show(
-    viz.layer_head_heatmap(
-        head_effect.numpy(),
-        title="Denoising each head (all positions): normalised effect; boxes: ground truth",
-        colorbar_title="restored",
-        highlight=sorted(gt.heads),
-    ),
-    width=700,
-)
-top = exact.top(12, family="head")[["component", "score"]].assign(normalised=lambda d: d.score / span)
-top.assign(
-    ground_truth=[gt.heads.get((int(r.layer), int(r.head)), "") for r in exact.top(12, "head").itertuples()]
-)
-
-# %%
-k_top = 2 * len(gt.heads)
-ranking = score_against_circuit(exact.grid("head"), gt, k=k_top)
-print(
-    f"ground truth: {len(gt.heads)} heads; activation patching ranks them with ROC AUC "
-    f"{ranking['roc_auc']:.3f}"
-)
-check(
-    ranking["recall"] >= 0.5,
-    f"activation patching puts {ranking['recall']:.0%} of the ground-truth heads in its top {k_top} (>= 50%)",
-)
+found = steps.check_head_recall(patching, gt)
 
 # %% [markdown]
 # ## 3. The heads that attend to YY and the MLPs that compute "greater"
@@ -198,14 +138,7 @@ check(
 # %%
 from circuitkit.patching.path import path_patching
 
-names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
-with torch.no_grad():
-    _, cache = model.run_with_cache(data.clean_tokens, names_filter=lambda n: n in names)
-rows = torch.arange(len(data))
-to_yy = torch.stack(
-    [cache[n][rows, :, data.positions["end"], data.positions["YY"]].mean(0).cpu() for n in names]
-)
-del cache
+to_yy = steps.mean_attention(model, data, {"end → YY": ("end", "YY")})["end → YY"]
 show(
     viz.layer_head_heatmap(
         to_yy.numpy(), title="Mean attention end → YY", colorbar_title="attention", highlight=sorted(gt.heads)
@@ -213,7 +146,7 @@ show(
     width=650,
 )
 mlp_all = run_method("activation", MethodRequest(model, data, families=("mlp_out_all",)))
-mlp_effect = mlp_all.grid("mlp_out_all") / span
+mlp_effect = mlp_all.grid("mlp_out_all") / patching.span
 pd.DataFrame(
     {
         "MLP layer": range(model.cfg.n_layers),
@@ -236,13 +169,12 @@ show(
     ),
     width=650,
 )
-found = [(int(r.layer), int(r.head)) for r in exact.top(k_top, "head").itertuples()]
 listed = list(dict.fromkeys(found + yy_heads))
 roles = pd.DataFrame(
     [
         {
             "head": head_label(*h),
-            "patching (normalised)": float(head_effect[h]),
+            "patching (normalised)": float(patching.head_effect[h]),
             "attention end → YY": float(to_yy[h]),
             "→ YY heads' v": float(to_values.normalized()[h]),
             "ground truth role": gt.heads.get(h, ""),
@@ -252,19 +184,12 @@ roles = pd.DataFrame(
 ).set_index("head")
 role_of = {
     (layer, head): ("attends to YY" if float(to_yy[layer, head]) > 0.3 else "other")
-    for layer in range(model.cfg.n_layers)
-    for head in range(model.cfg.n_heads)
+    for layer, head in steps.all_heads(model)
 }
 roles
 
 # %%
-for h in listed[:3]:
-    pattern = model.run_with_cache(data.clean_tokens[:1], names_filter=names[h[0]])[1][names[h[0]]][0, h[1]]
-    show(
-        viz.attention_pattern(pattern.cpu().numpy(), tokens, title=f"{head_label(*h)} attention, prompt 0"),
-        width=600,
-        height=520,
-    )
+steps.show_attention_patterns(model, data, listed[:3])
 
 # %% [markdown]
 # ## 4. AtP and RelP against activation patching
@@ -272,57 +197,18 @@ for h in listed[:3]:
 # Attribution patching (AtP) linearises the metric in each activation: two forwards and one backward for
 # every component at once. RelP (Jafari et al. 2025, arXiv 2508.21258) replaces the gradient by LRP
 # propagation coefficients. Pearson r with the exact effects over each family's grid.
+# The scatters show the residual stream and the MLP outputs: on this task the linear estimates
+# stray furthest from the exact effects there.
 
 # %%
-METHODS = (
-    ["atp", "relp:rules=ln+identity"]
-    if FAST
-    else [
-        "atp",
-        "atp*",
-        "relp:rules=ln",
-        "relp:rules=ln+identity",
-        "relp:rules=ln+identity+attention",
-        "ig:steps=10",
-    ]
-)
-# One family per call: the attribution methods are run family by family (see the report's note).
-tables, approx = [], {spec: None for spec in METHODS}
-for family in FAMILIES:
-    sub = MethodRequest(model, data, families=(family,))
-    table, _, results = correlation_table(sub, METHODS, exact=exact)
-    tables.append(table)
-    for spec, result in results.items():
-        approx[spec] = result if approx[spec] is None else approx[spec] + result
-corr = pd.concat(tables, ignore_index=True)
-corr.pivot(index="method", columns="family", values="pearson").loc[METHODS, list(FAMILIES)]
+attribution = steps.compare_attribution(model, data, patching, FAMILIES, fast=FAST)
+attribution.pivot()
 
 # %%
-for spec in ("atp", "relp:rules=ln+identity"):
-    for family in ("resid_pre", "head"):
-        labels = exact.family(family)["component"].tolist()
-        show(
-            viz.method_vs_patching_scatter(
-                approx[spec].grid(family).numpy(),
-                exact.grid(family).numpy(),
-                labels,
-                method_name=f"{spec} ({family})",
-            ),
-            width=600,
-            height=450,
-        )
+steps.show_scatters(attribution, patching, ("resid_pre", "mlp_out"))
 
 # %%
-r = corr.set_index(["method", "family"])["pearson"]
-ATP_FLOOR, RELP_FLOOR, RELP = 0.5, 0.5, "relp:rules=ln+identity"
-check(
-    r["atp", "head"] >= ATP_FLOOR,
-    f"AtP vs activation patching on heads: r = {r['atp', 'head']:.3f} >= {ATP_FLOOR}",
-)
-check(
-    r[RELP, "head"] >= RELP_FLOOR,
-    f"RelP (LN + identity) vs activation patching on heads: r = {r[RELP, 'head']:.3f} >= {RELP_FLOOR}",
-)
+steps.check_correlations(attribution, {"atp": 0.5, "relp:rules=ln+identity": 0.5})
 
 # %% [markdown]
 # ## 5. Discrete-SAE head identification
@@ -332,65 +218,66 @@ check(
 # model gets right and never on the corrupted ones. No forward pass is patched.
 
 # %%
-head_cfg = HeadIdConfig(
-    n_prompts=N_PROMPTS, seed=SEED, codebook=CodebookConfig(n_steps=100) if FAST else CodebookConfig()
+ident, head_scores = steps.identify(
+    model, data, gt, patching, attribution, n_prompts=N_PROMPTS, seed=SEED, fast=FAST
 )
-ident = identify_heads(model, data, head_cfg)
-truth = gt.head_mask(model.cfg.n_layers, model.cfg.n_heads)
-curves = {}
-scores_table = []
-for name, scores in {
-    "discrete SAE (nodes)": ident.scores("node"),
-    "discrete SAE (edges)": ident.scores("edge"),
-    "activation patching |effect|": exact.grid("head").abs(),
-    "AtP |effect|": approx["atp"].grid("head").abs(),
-}.items():
-    s = score_against_circuit(scores, gt, use_abs=False)
-    curves[name] = (*viz.roc_points(scores.flatten().numpy(), truth.flatten().numpy()), s["roc_auc"])
-    scores_table.append({"method": name, **s})
-show(viz.roc_curve(curves, title="Heads ranked against the ground-truth circuit"), width=700)
-pd.DataFrame(scores_table).set_index("method")
+head_scores
 
 # %%
-codes = ident.codes_by_head()
-show(viz.code_histograms({head_label(*h): codes[head_label(*h)] for h in sorted(gt.heads)[:8]}), width=900)
+steps.show_codes(ident, gt.heads)
 
 # %% [markdown]
 # ## 6. Dictionary features
 #
-# Transcoders (Dunefsky et al. 2024) replace an MLP by a sparse wide one; attention-output SAEs (Kissane
-# et al. 2024) decompose `hook_z`. Their latents are attributed with AtP on the feature circuit
-# (Marks et al. 2024), error nodes included.
+# Transcoders (Dunefsky et al. 2024, who traced greater-than in GPT-2 through them) replace an MLP by a
+# sparse wide one; attention-output SAEs (Kissane et al. 2024) decompose `hook_z`. The shipped ones for
+# the two MLP layers that matter most to activation patching and for the found heads' layers are spliced
+# in together with their error nodes, and every latent is attributed with AtP on the feature circuit
+# (Marks et al. 2024). For each dictionary: its latents' and error node's share of the attribution, then
+# its strongest latents, the position where their attribution concentrates, and the tokens they fire on,
+# in the greater-than prompts and in ordinary text.
 
 # %%
-from circuitkit.features import attribute_nodes
+features = features_step.run(model, data, patching, attribution, found, fast=FAST)
+features.totals if features else None
 
-try:
-    from sae_training import list_dictionaries, load_dictionary
+# %%
+if features:
+    features_step.check_feature_split(features, patching.span)
+features.top if features else None
 
-    shipped = list_dictionaries(NAME)
-except ImportError:  # the dictionary trainer is not installed
-    shipped = []
-key_mlps = [int(i) for i in exact.grid("mlp_out").abs().sum(1).argsort(descending=True)[:2]]
-chosen = [
-    d
-    for d in shipped
-    if (d.architecture == "transcoder" and int(d.hook.split(".")[1]) in key_mlps)
-    or d.hook.endswith("attn.hook_z")
-]
-if not chosen:  # no transcoder / attention SAE shipped yet: the residual-stream TopK SAEs show the method
-    chosen = [d for d in shipped if d.architecture == "topk" and "resid" in d.hook]
-print("key MLP layers by activation patching:", key_mlps)
-print("dictionaries used:", [d.id for d in chosen] or f"none shipped for {NAME}: step 6 is skipped")
-if chosen:
-    dictionaries = {d.id: load_dictionary(d.id, device=str(model.cfg.device)) for d in chosen}
-    feats = attribute_nodes(model, data.clean_tokens, data.corrupted_tokens, data.metric, dictionaries)
-    feature_table = feats.table()
-    feature_table = feature_table.loc[feature_table["score"].abs().sort_values(ascending=False).index]
-    display_table = feature_table[["component", "family", "layer", "score"]].head(12)
-else:
-    display_table = None
-display_table
+# %% [markdown]
+# Dunefsky et al. found transcoder latents in GPT-2's greater-than MLPs that fire on the year being
+# compared. Here: the activation, at the last position, of each transcoder's strongest latent against the
+# prompt's YY.
+
+# %%
+if features:
+    tops = features.top[features.top.dictionary.str.endswith("transcoder")].groupby("dictionary").head(1)
+    end = data.positions["end"].cpu()
+    by_yy = pd.DataFrame(
+        [
+            {
+                "YY": int(yy[i]),
+                "activation at end": float(features.clean_latents[ident][i, end[i], int(r.latent)]),
+                "latent": f"{r.dictionary} / {int(r.latent)}",
+            }
+            for r in tops.itertuples()
+            for ident in [next(k for k, v in features.names.items() if v == r.dictionary)]
+            for i in range(len(data))
+        ]
+    )
+    # No circuitkit.viz builder plots a latent against a task variable: plain plotly.
+    show(
+        px.scatter(
+            by_yy,
+            x="YY",
+            y="activation at end",
+            color="latent",
+            title="Strongest transcoder latents at the last position, by the prompt's YY",
+        ),
+        width=750,
+    )
 
 # %% [markdown]
 # ## 7. The circuit's faithfulness and completeness
@@ -400,84 +287,20 @@ display_table
 # prompts; completeness ablates C instead (Wang et al. 2022; Marks et al. 2024).
 
 # %%
-circuit = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
-for h in found:
-    circuit[h] = True
-faith = faithfulness(model, data.clean_tokens, data.metric, circuit, reference_tokens=data.corrupted_tokens)
-complete = faithfulness(
-    model, data.clean_tokens, data.metric, circuit, reference_tokens=data.corrupted_tokens, complement=True
-)
-truth_faith = faithfulness(
-    model, data.clean_tokens, data.metric, truth, reference_tokens=data.corrupted_tokens
-)
-pd.DataFrame(
-    [
-        {
-            "circuit": f"found ({len(found)} heads + all MLPs)",
-            "faithfulness": faith.faithfulness,
-            "m(C)": faith.metric_circuit,
-            "m(M)": faith.metric_full,
-            "m(empty)": faith.metric_empty,
-        },
-        {
-            "circuit": "complement of found (completeness)",
-            "faithfulness": complete.faithfulness,
-            "m(C)": complete.metric_circuit,
-            "m(M)": complete.metric_full,
-            "m(empty)": complete.metric_empty,
-        },
-        {
-            "circuit": f"ground truth ({len(gt.heads)} heads + all MLPs)",
-            "faithfulness": truth_faith.faithfulness,
-            "m(C)": truth_faith.metric_circuit,
-            "m(M)": truth_faith.metric_full,
-            "m(empty)": truth_faith.metric_empty,
-        },
-    ]
-).set_index("circuit")
+faith = steps.circuit_faithfulness(model, data, gt, found)
+faith.table(len(found), len(gt.heads))
 
 # %%
-n_heads_total = model.cfg.n_layers * model.cfg.n_heads
-sizes = sorted(
-    {s for s in ((0, 1, 2, 4) if FAST else (0, 1, 2, 4, 8, 16)) if s < n_heads_total} | {n_heads_total}
-)
-fc = {}
-rankings = {
-    "activation patching": exact.grid("head"),
-    "AtP": approx["atp"].grid("head"),
-    "discrete SAE": ident.scores("node"),
-}
-for name, scores in list(rankings.items())[: 1 if FAST else None]:
-    pts = faithfulness_curve(
-        model, data.clean_tokens, data.metric, scores, sizes, reference_tokens=data.corrupted_tokens
-    )
-    fc[name] = ([k for k, _ in pts], [f for _, f in pts])
-show(viz.faithfulness_curve(fc, x_title="heads kept (all MLPs kept)"), width=750)
+steps.show_faithfulness_curves(model, data, patching, attribution, ident, fast=FAST)
 
 # %%
-nodes = pd.DataFrame(
-    [
-        {
-            "node": head_label(layer, head),
-            "layer": layer,
-            "score": float(head_effect[layer, head]),
-            "in_circuit": bool(circuit[layer, head]),
-            "role": role_of[(layer, head)],
-        }
-        for layer in range(model.cfg.n_layers)
-        for head in range(model.cfg.n_heads)
-    ]
-)
-show(
-    viz.circuit_graph(nodes, truth=[head_label(*h) for h in gt.heads], title="Found circuit vs ground truth"),
-    width=900,
-)
+steps.show_circuit_graph(model, patching, faith, gt, role_of)
 
 # %%
 FAITH_FLOOR = 0.6
 check(
-    faith.faithfulness >= FAITH_FLOOR,
-    f"faithfulness of the found circuit {faith.faithfulness:.3f} >= {FAITH_FLOOR}",
+    faith.found.faithfulness >= FAITH_FLOOR,
+    f"faithfulness of the found circuit {faith.found.faithfulness:.3f} >= {FAITH_FLOOR}",
 )
 print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 
@@ -501,5 +324,10 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   (precision at k = 1 is 0); activation patching and AtP rank it first.
 # * **Faithfulness**: the found circuit (L0H7, L2H1 and every MLP) gives 0.897, the ground truth's
 #   single head 0.873; the complement gives 0.001, so the circuit is complete.
-# * **Dictionary features (step 6)** were skipped: no transcoders were listed for ck-6l when this ran
-#   (the MLP-0 transcoder has been shipped since; re-run `python analyses/run.py greater_than`).
+# * **Dictionary features (step 6)**: the transcoders of the two key MLP layers and the shipped
+#   attention SAE (layer 3: none is shipped for layer 0, where L0H7 is) split each component's AtP
+#   exactly into latents plus an error node (checked in the cell). In the preview run the strongest
+#   MLP-0 latents fired at the last position only for some YY ranges and not on the YY = 01
+#   corruption — the kind of YY-range feature Dunefsky et al. report in GPT-2 — while the error node
+#   still carried most of MLP 0's attribution. [TO RE-CHECK after the final run with the retrained
+#   dictionaries: the error node's share, the strongest latents and their YY profile.]
