@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--device", default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    tlp.tqdm = lambda it, **kw: it  # its progress bar would swamp the table
     model = load_model(args.model, device=args.device)
     data = make_task(args.task, model.tokenizer, args.n_prompts, seed=0).to(model.cfg.device)
     fams = args.families.split(",")

@@ -20,8 +20,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+from transformer_lens.utilities import apply_softcap
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from circuitkit.components import Family, check_hook, get_family
+from circuitkit.tasks.metrics import reads_last_position_only
 
 Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, ""]]
 Direction = Literal["denoising", "noising"]
@@ -133,6 +137,8 @@ def activation_patching(
     ablation: Ablation = "patch",
     layers: list[int] | None = None,
     max_batch: int = 2048,
+    max_tokens: int = 8192,
+    last_position_only: bool | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> PatchingResult:
@@ -146,6 +152,13 @@ def activation_patching(
         ablation: ``patch`` (values from the other run), ``zero``, ``mean`` (mean over prompts of the
             other run) or ``resample`` (the other run's value from a shuffled prompt).
         max_batch: most sequences in one forward pass (copies x prompts); lower it to save memory.
+        max_tokens: most token positions in one forward pass; ~8k keeps a CPU's caches busy without
+            thrashing them, larger is faster on a GPU.
+        last_position_only: the metric reads only the logits of the last position, so the last layer and
+            the unembedding run there alone and position patches reuse the unchanged earlier positions.
+            ``None`` detects it: metrics marked with :func:`circuitkit.tasks.metrics.last_position_metric`
+            (every ``TaskDataset`` metric) read only the last position. ``False`` always computes every
+            position (needed by a metric that reads other positions).
     Returns:
         :class:`PatchingResult` with ``scores`` of shape ``[n_layers, ...]`` per ``family.dims``.
     """
@@ -160,7 +173,15 @@ def activation_patching(
     hooks = [fam.hook_name(layer) for layer in layers]
     for h in hooks:
         check_hook(model, h)
-    resid_names = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
+    last_only = reads_last_position_only(metric) if last_position_only is None else last_position_only
+    runner = _Runner(model, last_only)
+    # Reusing the unchanged positions before a patch needs the target run's keys and values.
+    reuse_prefix = last_only and runner.standard and fam.by_pos
+    resid_names = {f"blocks.{layer}.hook_resid_pre" for layer in layers}
+    if reuse_prefix:
+        first = min(layers)
+        for layer in range(first, model.cfg.n_layers):
+            resid_names |= {f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_v"}
 
     with torch.no_grad():
         src_logits, src_cache = model.run_with_cache(source, names_filter=lambda n: n in hooks)
@@ -170,33 +191,27 @@ def activation_patching(
         del src_logits, tgt_logits
         batch, seq_len = target.shape
         perm = resample_permutation(batch, seed, device)
+        comps = _components(fam, model.cfg.n_heads, seq_len)
+        chunks = _chunks(comps, batch, seq_len, max_batch, max_tokens, by_pos=reuse_prefix)
         per_layer: list[Tensor] = []
-        for layer, hook in tqdm(
-            list(zip(layers, hooks, strict=True)), desc=f"patch {family}", disable=not progress
-        ):
+        bar = tqdm(total=len(layers) * len(comps), desc=f"patch {family}", disable=not progress)
+        for layer, hook in zip(layers, hooks, strict=True):
             value = source_values(src_cache[hook], ablation, perm)
-            comps = _components(fam, model.cfg.n_heads, seq_len)
-            per_copy = max(1, max_batch // batch)
-            scores = []
-            for start in range(0, len(comps), per_copy):
-                chunk = comps[start : start + per_copy]
+            scores = torch.empty(len(comps), dtype=torch.float64)
+            for idx, start in chunks:
+                chunk = [comps[i] for i in idx]
                 n = len(chunk)
-
-                def patch_hook(act: Tensor, hook, chunk=chunk, n=n, value=value) -> Tensor:
-                    act = act.view(n, batch, *act.shape[1:])
-                    mask = _mask(fam, (n, *act.shape[2:]), chunk, act.device)
-                    out = torch.where(mask[:, None], value[None], act)
-                    return out.reshape(n * batch, *act.shape[2:])
-
-                resid = tgt_cache[f"blocks.{layer}.hook_resid_pre"].repeat(n, 1, 1)
-                logits = model.run_with_hooks(
-                    resid, start_at_layer=layer, fwd_hooks=[(hook, patch_hook)], return_type="logits"
-                )
+                patch_hook = _patch_hook(fam, chunk, value, batch, start)
+                resid = tgt_cache[f"blocks.{layer}.hook_resid_pre"][:, start:].repeat(n, 1, 1)
+                prefix = _prefix(tgt_cache, layer, model.cfg.n_layers, start) if start > 0 else None
+                logits = runner.run(resid, layer, [(hook, patch_hook)], prefix, n)
                 logits = logits.view(n, batch, *logits.shape[1:])
-                scores += [float(_check_metric(metric(logits[i]))) for i in range(n)]
+                for i, c in enumerate(idx):
+                    scores[c] = float(_check_metric(metric(logits[i])))
+                bar.update(n)
             # float64: the metric is a Python float already; keep every digit for exact comparisons.
-            shape = _grid_shape(fam, model.cfg.n_heads, seq_len)
-            per_layer.append(torch.tensor(scores, dtype=torch.float64).reshape(shape))
+            per_layer.append(scores.reshape(_grid_shape(fam, model.cfg.n_heads, seq_len)))
+        bar.close()
     return PatchingResult(
         family=family,
         dims=fam.dims,
@@ -213,6 +228,150 @@ def activation_patching(
             "seed": seed,
         },
     )
+
+
+_MIN_TOKENS = 1024
+"""Fewest token positions worth a forward pass of their own: smaller ones are mostly Python overhead."""
+
+
+def _chunks(
+    comps: list[tuple[int | None, int | None]],
+    batch: int,
+    seq_len: int,
+    max_batch: int,
+    max_tokens: int,
+    *,
+    by_pos: bool,
+) -> list[tuple[list[int], int]]:
+    """Split one layer's components into forward passes: ``(component indices, first position run)``.
+
+    Without position reuse every pass runs all positions. With it, components are taken in order of
+    their position and a pass starts at its earliest one — positions before a patch are the target run's
+    — so late patches run short sequences; a pass grows until it is worth its overhead (``_MIN_TOKENS``)
+    and never past ``max_tokens``.
+    """
+    if not by_pos:
+        per = max(1, min(max_batch, max_tokens // seq_len) // batch)
+        idx = list(range(len(comps)))
+        return [(idx[i : i + per], 0) for i in range(0, len(idx), per)]
+    order = sorted(range(len(comps)), key=lambda i: comps[i][1])  # type: ignore[arg-type,return-value]
+    out: list[tuple[list[int], int]] = []
+    cur: list[int] = []
+    start = 0
+    for i in order:
+        pos = comps[i][1]
+        assert pos is not None
+        if cur:
+            tokens = (len(cur) + 1) * batch * (seq_len - start)
+            full = len(cur) * batch * (seq_len - start) >= _MIN_TOKENS and pos != comps[cur[-1]][1]
+            if full or tokens > max_tokens or (len(cur) + 1) * batch > max_batch:
+                out.append((cur, start))
+                cur = []
+        if not cur:
+            start = pos
+        cur.append(i)
+    if cur:
+        out.append((cur, start))
+    return out
+
+
+def _patch_hook(fam: Family, chunk, value: Tensor, batch: int, start: int):
+    """Forward hook writing ``value`` into copy c's component ``chunk[c]``; the run starts at ``start``."""
+    n = len(chunk)
+    if start:
+        # The hook sees positions start.. only (the earlier ones come from the key/value prefix).
+        value = value.narrow(fam.pos_axis, start, value.shape[fam.pos_axis] - start)
+        chunk = [(h, p - start) for h, p in chunk]
+
+    def hook_fn(act: Tensor, hook) -> Tensor:
+        act = act.view(n, batch, *act.shape[1:])
+        mask = _mask(fam, (n, *act.shape[2:]), chunk, act.device)
+        out = torch.where(mask[:, None], value[None], act)
+        return out.reshape(n * batch, *act.shape[2:])
+
+    return hook_fn
+
+
+class _Runner:
+    """Runs a HookedTransformer from a layer's residual stream, computing only what the metric reads.
+
+    ``run`` is ``model.run_with_hooks(resid, start_at_layer=layer)`` with two savings that leave the
+    numbers unchanged up to float rounding:
+
+    - *key/value prefix*: when positions ``< start`` are unpatched they equal the target run's, so only
+      positions ``start..`` are computed and attention reads the earlier keys and values from the
+      target run (TransformerLens's own key/value cache entries);
+    - *last position*: when the metric reads only the last position, the last layer computes keys and
+      values for every position but queries, MLP, final norm and unembedding for the last one alone.
+
+    Both need a standard pre-norm block (no split q/k/v inputs, shortformer, post-norm, q/k norms or
+    clipping, several devices); other models run the plain forward.
+    """
+
+    def __init__(self, model: HookedTransformer, last_only: bool):
+        cfg = model.cfg
+        self.model = model
+        self.last_only = last_only
+        self.standard = not (
+            cfg.use_split_qkv_input
+            or cfg.use_attn_in
+            or cfg.positional_embedding_type == "shortformer"
+            or cfg.original_architecture in POST_NORM_ARCHITECTURES
+            or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+            or cfg.clip_qkv is not None
+            or cfg.n_devices > 1
+            or cfg.attention_dir != "causal"
+        )
+
+    def run(
+        self,
+        resid: Float[Tensor, "copies pos d_model"],
+        layer: int,
+        fwd_hooks: list,
+        prefix: list[tuple[Tensor, Tensor]] | None,
+        n_copies: int,
+    ) -> Float[Tensor, "copies pos vocab"]:
+        model = self.model
+        if not self.standard:
+            return model.run_with_hooks(
+                resid, start_at_layer=layer, fwd_hooks=fwd_hooks, return_type="logits"
+            )
+        last = model.cfg.n_layers - 1
+        with model.hooks(fwd_hooks=fwd_hooks):
+            for i in range(layer, model.cfg.n_layers):
+                block = model.blocks[i]
+                past = None if prefix is None else _entry(prefix[i - layer], n_copies)
+                if self.last_only and i == last and i > layer and resid.shape[1] > 1:
+                    # Keys and values of every position but the last, then the block on the last alone.
+                    normed = block.ln1(resid[:, :-1])
+                    _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)
+                    if past is not None:
+                        k, v = torch.cat([past.past_keys, k], 1), torch.cat([past.past_values, v], 1)
+                    past = TransformerLensKeyValueCacheEntry(k, v, frozen=True)
+                    resid = resid[:, -1:]
+                resid = block(resid, past_kv_cache_entry=past)
+            if self.last_only:
+                resid = resid[:, -1:]
+            if model.cfg.normalization_type is not None:
+                resid = model.ln_final(resid)
+            return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
+
+
+def _prefix(cache, layer: int, n_layers: int, start: int) -> list[tuple[Tensor, Tensor]]:
+    """The target run's keys and values before ``start``, for every layer from ``layer`` on."""
+    return [
+        (cache[f"blocks.{i}.attn.hook_k"][:, :start], cache[f"blocks.{i}.attn.hook_v"][:, :start])
+        for i in range(layer, n_layers)
+    ]
+
+
+def _entry(kv: tuple[Tensor, Tensor], n_copies: int) -> TransformerLensKeyValueCacheEntry | None:
+    """A frozen key/value cache entry holding the target run's prefix, once per patched copy."""
+    k, v = kv
+    if k.shape[1] == 0:
+        return None
+    reps = (n_copies, 1, 1, 1)
+    return TransformerLensKeyValueCacheEntry(k.repeat(*reps), v.repeat(*reps), frozen=True)
 
 
 def _grid_shape(fam: Family, n_heads: int, seq_len: int) -> tuple[int, ...]:

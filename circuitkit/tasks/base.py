@@ -10,6 +10,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from circuitkit.tasks.metrics import last_position_metric
+
 MetricName = Literal["logit_diff", "prob_diff"]
 
 
@@ -74,6 +76,7 @@ class TaskDataset:
             info=self.info,
         )
 
+    @last_position_metric
     def per_prompt_metric(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
         """The task's metric for each prompt, from logits over the full sequence."""
         from circuitkit.tasks import metrics
@@ -82,6 +85,7 @@ class TaskDataset:
             return metrics.logit_diff(logits, self.answer_ids, self.wrong_ids)
         return metrics.year_prob_diff(logits, self.extras["year_ids"], self.extras["yy"])
 
+    @last_position_metric
     def metric(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, ""]:
         """The task's metric averaged over prompts: a differentiable scalar."""
         return self.per_prompt_metric(logits).mean()

@@ -9,9 +9,10 @@ import transformer_lens.patching as tlp
 from transformer_lens import ActivationCache
 
 from circuitkit.components import get_family
-from circuitkit.patching.activation import activation_patching
+from circuitkit.patching.activation import _chunks, _components, activation_patching
+from circuitkit.tasks.metrics import last_position_metric
 
-from .toy import pair_tokens
+from .toy import pair_tokens, random_model
 
 # transformer_lens.patching stores its scores in a float32 tensor whatever the model's dtype, so on the
 # float64 random models the comparison is "equal after rounding to float32" (relative 1e-6).
@@ -61,6 +62,53 @@ def test_equals_transformer_lens_on_random_model(small_random, family, direction
         ours = activation_patching(small_random, clean, corrupted, metric, family, direction=direction)
         ref = _reference(small_random, family, target, source, metric)
     torch.testing.assert_close(ours.scores.float(), ref, rtol=1e-6, atol=1e-7)
+
+
+LAST_ONLY_FAMILIES = [
+    "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "head", "head_pos", "head_k_pos",
+    "head_v_pos", "head_q_pos", "head_pattern_pos", "head_pattern",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("family", LAST_ONLY_FAMILIES)
+def test_last_position_path_equals_transformer_lens(small_random, family):
+    """The key/value-prefix and last-position savings change nothing: float64 model, relative 1e-6."""
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 3, 9, seed=3, n_diff=3)
+    marked = last_position_metric(lambda logits: metric(logits))
+    with torch.no_grad():
+        # max_tokens=1 forces one pass per position group, so every start position is exercised.
+        fast = activation_patching(small_random, clean, corrupted, marked, family, max_tokens=1)
+        if family in TL:
+            ref = _reference(small_random, family, corrupted, clean, metric)
+        else:  # transformer_lens.patching has no resid_post sweep: compare with the plain forward
+            ref = activation_patching(small_random, clean, corrupted, metric, family).scores.float()
+    torch.testing.assert_close(fast.scores.float(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_last_position_path_on_deeper_model_with_rotary():
+    """Rotary positions need the key/value cache offset right; a 3-layer rotary RMS-norm model checks it."""
+    model = random_model(
+        n_layers=3, positional_embedding_type="rotary", rotary_dim=8, normalization_type="RMS"
+    )
+    clean, corrupted, metric = pair_tokens(model.cfg.d_vocab, 2, 8, seed=4, n_diff=3)
+    with torch.no_grad():
+        for family in ("head_pos", "resid_pre", "head_k_pos"):
+            fast = activation_patching(model, clean, corrupted, last_position_metric(metric), family)
+            slow = activation_patching(model, clean, corrupted, metric, family)
+            torch.testing.assert_close(fast.scores, slow.scores, rtol=1e-9, atol=1e-10)
+
+
+def test_chunks_cover_each_component_once_and_start_before_it():
+    comps = _components(get_family("head_pos"), n_heads=3, seq_len=7)
+    for max_tokens in (1, 50, 10_000):
+        chunks = _chunks(comps, batch=4, seq_len=7, max_batch=64, max_tokens=max_tokens, by_pos=True)
+        seen = sorted(i for idx, _ in chunks for i in idx)
+        assert seen == list(range(len(comps)))
+        for idx, start in chunks:
+            assert all(comps[i][1] >= start for i in idx)
+            assert len(idx) * 4 <= 64
+    # Late positions run short sequences: some pass starts after position 0.
+    assert max(start for _, start in _chunks(comps, 4, 7, 64, 10_000, by_pos=True)) > 0
 
 
 def test_mean_ablation_equals_transformer_lens_with_mean_cache(small_random):
