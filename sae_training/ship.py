@@ -22,7 +22,8 @@ from sae_training.config import CacheConfig, EvalConfig, TrainConfig
 from sae_training.store import PRETRAINED_DIR
 
 RESID_LAYER = 3
-ATTN_LAYER = 3
+ATTN_LAYERS = (0, 3)
+"""Layer 0 holds the toy models' key heads (IOI L0H2, greater-than L0H7); layer 3 is a mid-depth one."""
 
 
 def ship_configs(model: str = "ck-6l", total_tokens: int | None = None) -> list[TrainConfig]:
@@ -44,9 +45,11 @@ def ship_configs(model: str = "ck-6l", total_tokens: int | None = None) -> list[
                 architecture="transcoder", run_name="transcoder")
         for layer in range(n_layers)
     ]  # fmt: skip
-    out.append(
-        replace(base, hook=f"blocks.{ATTN_LAYER}.attn.hook_z", architecture="topk", run_name="attn-topk")
-    )
+    out += [
+        replace(base, hook=f"blocks.{layer}.attn.hook_z", architecture="topk", run_name="attn-topk")
+        for layer in ATTN_LAYERS
+        if layer < n_layers
+    ]
     return out
 
 
