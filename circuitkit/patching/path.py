@@ -126,8 +126,9 @@ def path_patching(
                 recorded[hook.name] = act
                 return act
 
+            # Layers after the last receiver cannot change what the receivers read.
             model.run_with_hooks(
-                tokens, fwd_hooks=step1 + [(r, record) for r in recv_names], return_type=None
+                tokens, fwd_hooks=step1 + [(r, record) for r in recv_names], stop_at_layer=last + 1
             )
 
             def put(act: Tensor, hook, recorded=recorded) -> Tensor:
