@@ -137,7 +137,7 @@ def activation_patching(
     ablation: Ablation = "patch",
     layers: list[int] | None = None,
     max_batch: int = 2048,
-    max_tokens: int = 8192,
+    max_tokens: int | None = None,
     last_position_only: bool | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -152,8 +152,8 @@ def activation_patching(
         ablation: ``patch`` (values from the other run), ``zero``, ``mean`` (mean over prompts of the
             other run) or ``resample`` (the other run's value from a shuffled prompt).
         max_batch: most sequences in one forward pass (copies x prompts); lower it to save memory.
-        max_tokens: most token positions in one forward pass; ~8k keeps a CPU's caches busy without
-            thrashing them, larger is faster on a GPU.
+        max_tokens: most token positions in one forward pass (default 8192 on a CPU, where larger
+            passes thrash the caches, and 16384 on a GPU, where full-vocabulary logits bound it).
         last_position_only: the metric reads only the logits of the last position, so the last layer and
             the unembedding run there alone and position patches reuse the unchanged earlier positions.
             ``None`` detects it: metrics marked with :func:`circuitkit.tasks.metrics.last_position_metric`
@@ -173,6 +173,8 @@ def activation_patching(
     hooks = [fam.hook_name(layer) for layer in layers]
     for h in hooks:
         check_hook(model, h)
+    if max_tokens is None:
+        max_tokens = 8192 if torch.device(device).type == "cpu" else 16384
     last_only = reads_last_position_only(metric) if last_position_only is None else last_position_only
     runner = _Runner(model, last_only)
     # Reusing the unchanged positions before a patch needs the target run's keys and values.
