@@ -4,9 +4,16 @@ For each component, overwrite its activation in a *target* run with a *source* v
 metric. Denoising: target = corrupted run, source = clean activations; noising: the reverse. Ablations
 replace the source by zero, by the mean over prompts, or by a shuffled (resampled) prompt's activation.
 
-Speed: every component of one layer is patched in one forward pass — the copies are stacked along the
-batch axis — and the pass starts at that layer from the cached residual stream, since layers before the
-patched one are unaffected. Numbers equal ``transformer_lens.patching`` on the same inputs.
+Speed comes from computing only what a patch can change and the metric can read:
+
+- the components of one layer are patched together, one copy per component stacked on the batch axis;
+- a pass starts at the patched layer from the target run's residual stream (earlier layers are unchanged);
+- a patch at position p leaves positions < p unchanged (causal attention), so those positions are not
+  recomputed: attention reads their keys and values from the target run;
+- a metric that reads only the last position (every ``TaskDataset`` metric) gets the last layer's
+  queries, MLP and unembedding at that position alone.
+
+Numbers equal ``transformer_lens.patching`` on the same inputs up to float rounding (the tests check it).
 """
 
 from __future__ import annotations
