@@ -19,21 +19,28 @@ from pathlib import Path
 import torch
 
 
+def buffer_tokens(args) -> int:
+    """Activation buffer size shared by both trainers."""
+    return max(2 * args.batch, 65536)
+
+
 def sae_lens_run(model, tokens, args, out: Path):
     from datasets import Dataset
     from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
 
     ds = Dataset.from_dict({"input_ids": tokens.tolist()})
-    n_buffer = max(2, -(-2 * args.batch // (args.context * 32)))  # buffer >= batch (see reference.md traps)
+    # sae-lens 6.54's mixing buffer holds n_batches_in_buffer * context_size tokens (it must be >= the batch):
+    # the same number of tokens as ours, also serving half before each refill.
+    n_buffer = buffer_tokens(args) // args.context
     cfg = LanguageModelSAERunnerConfig(
         sae=TopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=args.width, k=args.k, device=args.device),
         model_name="circuitkit", hook_name=args.hook, dataset_path="", is_dataset_tokenized=True,
         streaming=False,
         context_size=args.context, training_tokens=args.tokens, train_batch_size_tokens=args.batch,
-        store_batch_size_prompts=32, n_batches_in_buffer=n_buffer, lr=args.lr, device=args.device,
-        logger=LoggingConfig(log_to_wandb=False), output_path=str(out), checkpoint_path=str(out / "ckpt"),
-        n_checkpoints=0, n_eval_batches=1, eval_every_n_wandb_logs=10**9, verbose=False,
+        store_batch_size_prompts=args.lm_batch, n_batches_in_buffer=n_buffer, lr=args.lr, device=args.device,
+        logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=10**9), output_path=str(out),
+        checkpoint_path=str(out / "ckpt"), n_checkpoints=0, n_eval_batches=1, verbose=False,
         n_batches_for_norm_estimate=4,
     )  # fmt: skip
     runner = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=ds)
@@ -48,8 +55,8 @@ def ours_run(model, args, out: Path):
 
     cfg = TrainConfig(
         model=args.model, hook=args.hook, width=args.width, k=args.k, batch_size=args.batch,
-        total_tokens=args.tokens,
-        context_size=args.context, model_batch_size=32, buffer_tokens=max(2 * args.batch, 65536), lr=args.lr,
+        total_tokens=args.tokens, context_size=args.context, model_batch_size=args.lm_batch,
+        buffer_tokens=buffer_tokens(args), lr=args.lr,
         out_dir=str(out), progress=False, checkpoint_every=0, device=args.device, lr_decay_fraction=0.0,
     )  # fmt: skip
     t = time.perf_counter()
@@ -58,7 +65,9 @@ def ours_run(model, args, out: Path):
 
 
 def step_only(args, acts: torch.Tensor, steps: int = 10):
-    """Tokens/s of one optimiser step on the same activations: ours vs sae-lens's TopKTrainingSAE."""
+    """Tokens/s of one optimiser step on the same activations: ours vs sae-lens's TopKTrainingSAE, each
+    doing what its trainer does per step (ours: sparse step, decoder-gradient projection, fused Adam,
+    decoder renorm; sae-lens's SAETrainer: dense step, grad-norm clipping, Adam)."""
     from sae_lens.saes.sae import TrainStepInput
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
@@ -70,34 +79,39 @@ def step_only(args, acts: torch.Tensor, steps: int = 10):
     theirs = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=args.width, k=args.k, device=args.device))
     dead = torch.zeros(args.width, dtype=torch.bool, device=args.device)
     dead[: args.width // 10] = True  # some dead latents, so both pay for their AuxK loss
+    fused = args.device.split(":")[0] in ("cpu", "cuda")
+    our_opt = torch.optim.Adam(ours.parameters(), lr=1e-4, fused=fused)
+    their_opt = torch.optim.Adam(theirs.parameters(), lr=1e-4)
 
-    def run(sae, make_step):
-        opt = torch.optim.Adam(sae.parameters(), lr=1e-4)
-        times = []
-        for i in range(steps + 2):
-            x = acts[torch.randint(0, acts.shape[0], (args.batch,))]
+    def our_step(x):
+        loss = ours.sparse_training_step(StepInput(x, dead)).loss
+        our_opt.zero_grad()
+        loss.backward()
+        ours.remove_parallel_decoder_grad()
+        our_opt.step()
+        ours.normalize_decoder()
+
+    def their_step(x):
+        loss = theirs.training_forward_pass(TrainStepInput(x, {}, dead, 0, False)).loss
+        their_opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        their_opt.step()
+
+    # Interleaved, so a change in machine load affects both alike.
+    times: dict[str, list[float]] = {"ours": [], "theirs": []}
+    for i in range(steps + 2):
+        x = acts[torch.randint(0, acts.shape[0], (args.batch,))]
+        for name, fn in (("ours", our_step), ("theirs", their_step)):
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            loss = make_step(sae, x)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            fn(x)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             if i >= 2:
-                times.append(time.perf_counter() - t)
-        return args.batch / (sum(times) / len(times))
-
-    def our_step(sae, x):
-        out = sae.sparse_training_step(StepInput(x, dead))
-        sae_grad = out.loss
-        return sae_grad
-
-    def their_step(sae, x):
-        return sae.training_forward_pass(TrainStepInput(x, {}, dead, 0, False)).loss
-
-    return run(ours, our_step), run(theirs, their_step)
+                times[name].append(time.perf_counter() - t)
+    return tuple(args.batch * len(v) / sum(v) for v in times.values())
 
 
 def main() -> None:
@@ -109,6 +123,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--tokens", type=int, default=400_000)
     p.add_argument("--context", type=int, default=64)
+    p.add_argument("--lm-batch", type=int, default=32, help="contexts per LM forward pass (both trainers)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--skip-end-to-end", action="store_true")
@@ -134,18 +149,21 @@ def main() -> None:
     )
     print(
         f"  ours {ours_sps:,.0f} tok/s   sae-lens {theirs_sps:,.0f} tok/s   "
-        f"ratio {ours_sps / theirs_sps:.2f}x"
+        f"ratio {ours_sps / theirs_sps:.2f}x",
+        flush=True,
     )
     if args.skip_end_to_end:
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t_ours = ours_run(model, args, tmp / "ours")
+        print(f"end to end, {args.tokens:,} tokens (LM forward + SAE training, LM batch {args.lm_batch}):")
+        print(f"  ours {args.tokens / t_ours:,.0f} tok/s ({t_ours:.1f} s)", flush=True)
         t_theirs = sae_lens_run(model, tokens, args, tmp / "saelens")
-        print(f"end to end, {args.tokens:,} tokens (LM forward + SAE training):")
         print(
             f"  ours {args.tokens / t_ours:,.0f} tok/s   sae-lens {args.tokens / t_theirs:,.0f} tok/s   "
-            f"ratio {t_theirs / t_ours:.2f}x"
+            f"ratio {t_theirs / t_ours:.2f}x",
+            flush=True,
         )
         eval_tokens = next(context_batches(model.tokenizer, "builtin", args.context, 128, "eval", 0))
         saelens_dir = next(p.parent for p in (tmp / "saelens").rglob("cfg.json"))

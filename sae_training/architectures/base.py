@@ -13,7 +13,6 @@ sae-lens's names and shapes (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_out]``, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -122,6 +121,9 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
     cfg: SparseCoderTrainingConfig
     b_enc: nn.Parameter
 
+    dense_aux_max_ratio: float = 4.0
+    """AuxK takes the dense-on-candidates path while candidates <= this many times ``k_aux``."""
+
     # ---- construction -------------------------------------------------------------------------------
     def initialize_weights(self) -> None:
         d_in, d_sae, d_out = self.cfg.d_in, self.cfg.d_sae, self.cfg.d_target
@@ -153,13 +155,26 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
             return self.b_dec
         return self.b_dec.new_zeros(self.cfg.d_in)
 
-    def pre_activations(self, x: Float[Tensor, "n d_in"]) -> tuple[Tensor, Tensor]:
+    def pre_activations(self, x: Float[Tensor, "n d_in"], out: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(x - b_pre, dense pre-activations); the latter without autograd (see
-        ``gather_pre_activations``)."""
+        ``gather_pre_activations``), written into ``out`` if given."""
         x_centered = x - self.b_pre()
         with torch.no_grad():
-            pre = torch.addmm(self.b_enc, x_centered, self.W_enc)
+            pre = torch.addmm(self.b_enc, x_centered, self.W_enc, out=out)
         return x_centered, pre
+
+    def _pre_workspace(self, n_tokens: int) -> Tensor:
+        """A [n_tokens, d_sae] buffer reused by every training step for the dense pre-activations.
+
+        It is the largest tensor of a step; on CPU a fresh allocation of that size is a new memory
+        mapping whose page faults cost about half as much as the encoder's matrix product. The training
+        step reads it only during its forward pass (no backward saves it), so reuse is safe.
+        """
+        buf = self.__dict__.get("_pre_buffer")
+        if buf is None or buf.shape[0] != n_tokens or buf.device != self.W_enc.device:
+            buf = torch.empty(n_tokens, self.cfg.d_sae, dtype=self.W_enc.dtype, device=self.W_enc.device)
+            self.__dict__["_pre_buffer"] = buf
+        return buf
 
     def select(self, pre: Tensor, step: StepInput | None) -> tuple[Tensor, Tensor]:
         """(rows, cols) of the active pairs, sorted by row. Default: per-token TopK (Gao et al. 2024)."""
@@ -170,10 +185,10 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         return values.relu()
 
     def sparse_encode(
-        self, x: Float[Tensor, "n d_in"], step: StepInput | None = None
+        self, x: Float[Tensor, "n d_in"], step: StepInput | None = None, pre_out: Tensor | None = None
     ) -> tuple[SparseCode, Tensor, Tensor]:
-        """(code, x_centered, dense pre-activations)."""
-        x_centered, pre = self.pre_activations(x)
+        """(code, x_centered, dense pre-activations); the latter written into ``pre_out`` if given."""
+        x_centered, pre = self.pre_activations(x, pre_out)
         rows, cols = self.select(pre, step)
         values = gather_pre_activations(pre, x_centered, self.W_enc, self.b_enc, self.b_pre(), rows, cols)
         return SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), x_centered, pre
@@ -186,7 +201,7 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         """Loss for one batch: summed squared error per token, averaged over tokens, plus extras."""
         x = step.sae_in.to(self.dtype)
         target = x if step.target is None else step.target.to(self.dtype)
-        code, _, pre = self.sparse_encode(x, step)
+        code, _, pre = self.sparse_encode(x, step, self._pre_workspace(x.shape[0]))
         out = self.reconstruct(code, x)
         mse = (out - target).pow(2).sum(-1).mean()
         losses = {"mse_loss": mse, **self.extra_losses(step, code, pre, x, out, target)}
@@ -216,14 +231,37 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         k_aux = min(self.k_aux, n_candidates)
         # Fewer candidates than k_aux: scale the loss down so a handful of dead latents do not dominate.
         scale = min(n_candidates / self.k_aux, 1.0)
-        scores = self.aux_scores(pre).masked_fill(~candidate_mask[None], -math.inf)
-        rows, cols = per_token_topk(scores, k_aux)
-        values = gather_pre_activations(
-            pre, x - self.b_pre(), self.W_enc, self.b_enc, self.b_pre(), rows, cols
-        )
-        e_hat = sparse_decode(SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), self.W_dec)
+        # Rank only the candidate columns: a masked copy of the full [n, d_sae] scores and a top-k over
+        # all of them cost several times the whole TopK step when few latents are dead.
+        candidates = candidate_mask.nonzero().squeeze(1)
+        rows, sub_cols = per_token_topk(self.aux_scores(pre.index_select(1, candidates)), k_aux)
+        if n_candidates <= self.dense_aux_max_ratio * k_aux:
+            e_hat = self._aux_decode_on_candidates(x, candidates, rows, sub_cols)
+        else:
+            cols = candidates[sub_cols]
+            values = gather_pre_activations(
+                pre, x - self.b_pre(), self.W_enc, self.b_enc, self.b_pre(), rows, cols
+            )
+            e_hat = sparse_decode(SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), self.W_dec)
         residual = (target - out).detach()
         return self.cfg.aux_coefficient * scale * (e_hat - residual).pow(2).sum(-1).mean()
+
+    def _aux_decode_on_candidates(
+        self, x: Tensor, candidates: Tensor, rows: Tensor, sub_cols: Tensor
+    ) -> Float[Tensor, "n d_out"]:
+        """The AuxK reconstruction as dense products over the candidate latents only.
+
+        When the candidates are few (typically a small fraction of the width is dead), [n, candidates]
+        matrix products run at BLAS speed and beat the gather/scatter kernels of the sparse path, whose
+        cost grows with the n * k_aux selected entries (k_aux = d_in / 2 is large). Same value and
+        gradients as the sparse path: unselected entries are multiplied by zero.
+        """
+        W_enc = self.W_enc.index_select(1, candidates)
+        pre = torch.addmm(self.b_enc.index_select(0, candidates), x - self.b_pre(), W_enc)
+        selected = torch.zeros_like(pre, dtype=torch.bool)
+        selected[rows, sub_cols] = True
+        acts = self.nonlinearity(pre) * selected
+        return acts @ self.W_dec.index_select(0, candidates)
 
     # ---- unit-norm decoder (Gao et al. 2024 section 2.4) -------------------------------------------
     @torch.no_grad()
