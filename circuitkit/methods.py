@@ -9,7 +9,9 @@ options) and returns a :class:`circuitkit.results.ResultTable`. Register a new o
     def _heads(req: MethodRequest) -> ResultTable:
         ...
 
-``circuitkit discover --method NAME`` then finds it. Method options come as ``key=value`` strings from
+``circuitkit discover --method NAME`` then finds it. A method whose nodes are not component families
+(``features``: dictionary latents and error nodes) registers with ``chooses_nodes=True``; its options
+say what to score and ``req.families`` is ignored. Method options come as ``key=value`` strings from
 the CLI (``--option steps=20``) and are passed through ``req.options`` (values parsed as JSON when they
 can be: numbers, booleans).
 """
@@ -65,18 +67,27 @@ class Method:
     """Families the method can score (None: every family)."""
     exact: bool = False
     """True for activation patching, the reference the others are compared with."""
+    chooses_nodes: bool = False
+    """True when the method's nodes are not component families (feature circuits: dictionary latents
+    and error nodes): its options choose what is scored and ``MethodRequest.families`` is not used."""
 
 
 REGISTRY: dict[str, Method] = {}
 
 
 def register(
-    name: str, description: str, *, families: Sequence[str] | None = None, exact: bool = False
+    name: str,
+    description: str,
+    *,
+    families: Sequence[str] | None = None,
+    exact: bool = False,
+    chooses_nodes: bool = False,
 ) -> Callable[[Callable[[MethodRequest], ResultTable]], Callable[[MethodRequest], ResultTable]]:
     """Decorator: add a method under ``name`` (re-registering a name replaces it)."""
 
     def deco(fn: Callable[[MethodRequest], ResultTable]) -> Callable[[MethodRequest], ResultTable]:
-        REGISTRY[name] = Method(name, description, fn, tuple(families) if families else None, exact)
+        fams = tuple(families) if families else None
+        REGISTRY[name] = Method(name, description, fn, fams, exact, chooses_nodes)
         return fn
 
     return deco
@@ -95,9 +106,9 @@ def available() -> dict[str, Method]:
 
 
 def run_method(name: str, req: MethodRequest) -> ResultTable:
-    """Run a registered method, checking its families first."""
+    """Run a registered method, checking its families first (unless the method chooses its own nodes)."""
     method = get_method(name)
-    if method.families is not None:
+    if method.families is not None and not method.chooses_nodes:
         bad = [f for f in req.families if f not in method.families]
         if bad:
             raise ValueError(f"method {name!r} scores only {method.families}; not {bad}")
@@ -115,7 +126,7 @@ def _load_builtin() -> None:
     _LOADED = True
     import importlib
 
-    for module in ("circuitkit.patching.registry", "circuitkit.heads.method", "circuitkit.features"):
+    for module in ("circuitkit.patching.registry", "circuitkit.heads.method", "circuitkit.features.method"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a package another engineer has not shipped yet

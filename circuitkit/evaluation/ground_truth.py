@@ -1,49 +1,83 @@
-"""Scores against a ground-truth circuit: ROC AUC and precision / recall / F1 at a given size.
+"""Scores against a ground-truth circuit: ROC AUC, the ROC curve's points and precision / recall / F1.
 
 Standard definitions (not the TPR/TNR harmonic mean O'Neill & Bui 2024 call F1): components are ranked
-by score; the top ``k`` are the predicted circuit.
+by score; the top ``k`` are the predicted circuit. Every ranking score in circuitkit (head
+identification, patching methods, the explorer's ROC figures) comes from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from circuitkit.tasks.ground_truth import Circuit
 
 
-def _flat(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores {tuple(scores.shape)} and labels {tuple(labels.shape)} must have one shape")
-    s, y = scores.reshape(-1).double(), labels.reshape(-1).bool()
+def _flat(scores, labels) -> tuple[Tensor, Tensor]:
+    """Flattened float64 scores and bool labels on the CPU, NaN scores left out (absent components)."""
+    s, y = torch.as_tensor(scores).detach().cpu(), torch.as_tensor(labels).detach().cpu()
+    # Compared flattened: a [layer, head] grid may come with its labels as a flat vector, or vice versa.
+    if s.numel() != y.numel():
+        raise ValueError(
+            f"scores {tuple(s.shape)} and labels {tuple(y.shape)} differ in size; pass one label per score"
+        )
+    s, y = s.reshape(-1).double(), y.reshape(-1).bool()
     keep = ~torch.isnan(s)
     return s[keep], y[keep]
 
 
-def roc_auc(scores: Tensor, labels: Tensor) -> float:
+def _check_both_classes(y: Tensor) -> tuple[int, int]:
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"ROC needs positives and negatives (at least one member and one non-member of the circuit); "
+            f"got {n_pos} positives, {n_neg} negatives"
+        )
+    return n_pos, n_neg
+
+
+def roc_auc(scores: Float[Tensor, "*shape"], labels: Bool[Tensor, "*shape"]) -> float:
     """Area under the ROC curve: P(score of a random positive > that of a random negative), ties 1/2.
 
     Computed exactly from average ranks (the Mann-Whitney U statistic).
     """
     s, y = _flat(scores, labels)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"ROC AUC needs positives and negatives; got {n_pos} positives, {n_neg} negatives")
-    ranks = _average_ranks(s)
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
+    n_pos, n_neg = _check_both_classes(y)
+    u = average_ranks(s)[y].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
 
 
-def _average_ranks(x: Tensor) -> Tensor:
-    """1-based ranks with ties sharing their average rank."""
+def roc_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) of ranking by ``scores`` against boolean ``labels``, from (0, 0) to (1, 1).
+
+    Tied scores enter together, so ties move the curve diagonally and the area under these points equals
+    :func:`roc_auc`.
+    """
+    s, y = _flat(scores, labels)
+    n_pos, n_neg = _check_both_classes(y)
+    s, y = s.numpy(), y.numpy()
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    # Keep only the last index of each run of equal scores.
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+
+
+def average_ranks(x: Float[Tensor, " n"]) -> Float[Tensor, " n"]:
+    """1-based ranks with ties sharing their average rank (for ROC AUC and Spearman's rho)."""
     order = torch.argsort(x, stable=True)
     ranks = torch.empty_like(x, dtype=torch.float64)
-    ranks[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
+    ranks[order] = torch.arange(1, len(x) + 1, dtype=torch.float64, device=x.device)
     uniq, inverse = torch.unique(x, return_inverse=True)
-    sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, ranks)
-    counts = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, torch.ones_like(ranks))
+    sums = torch.zeros(len(uniq), dtype=torch.float64, device=x.device).index_add_(0, inverse, ranks)
+    counts = torch.zeros(len(uniq), dtype=torch.float64, device=x.device).index_add_(
+        0, inverse, torch.ones_like(ranks)
+    )
     return (sums / counts)[inverse]
 
 
@@ -70,20 +104,39 @@ def precision_recall_f1(scores: Tensor, labels: Tensor, k: int | None = None) ->
     return PRF(k, precision, recall, f1)
 
 
+@dataclass(frozen=True)
+class RankingScore:
+    """How well a ranking recovers a ground-truth set."""
+
+    roc_auc: float
+    k: int
+    """Circuit size: the top-k components count as predicted."""
+    precision: float
+    recall: float
+    f1: float
+    n_true: int
+    n_total: int
+
+
+def score_ranking(
+    scores: Float[Tensor, "*shape"], labels: Bool[Tensor, "*shape"], *, k: int | None = None
+) -> RankingScore:
+    """ROC AUC, and precision / recall / F1 of the top ``k`` (default: as many as the ground truth)."""
+    s, y = _flat(scores, labels)
+    prf = precision_recall_f1(s, y, k)
+    return RankingScore(roc_auc(s, y), prf.k, prf.precision, prf.recall, prf.f1, int(y.sum()), s.numel())
+
+
 def score_against_circuit(
     head_scores: Tensor, circuit: Circuit, k: int | None = None, use_abs: bool = True
 ) -> dict[str, float]:
-    """ROC AUC and top-k precision / recall / F1 of a [layer, head] score grid against a circuit's heads."""
+    """ROC AUC and top-k precision / recall / F1 of a [layer, head] score grid against a circuit's heads.
+
+    Returns a dict with ``roc_auc, k, precision, recall, f1, n_true``.
+    """
     if head_scores.ndim != 2:
         raise ValueError(f"head scores must be a [layer, head] grid, got shape {tuple(head_scores.shape)}")
     labels = circuit.head_mask(*head_scores.shape)
-    s = head_scores.abs() if use_abs else head_scores
-    prf = precision_recall_f1(s, labels, k)
-    return {
-        "roc_auc": roc_auc(s, labels),
-        "k": prf.k,
-        "precision": prf.precision,
-        "recall": prf.recall,
-        "f1": prf.f1,
-        "n_true": int(labels.sum()),
-    }
+    out = asdict(score_ranking(head_scores.abs() if use_abs else head_scores, labels, k=k))
+    del out["n_total"]
+    return out

@@ -15,7 +15,7 @@ over prompts, so per-prompt contributions are summed over the batch.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,36 +27,11 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitkit.features.splice import Dictionary, place, run_spliced
+from circuitkit.patching.activation import Direction, Metric, check_metric
+from circuitkit.patching.attribution import target_and_source
 
-Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, ""]]
 Method = Literal["atp", "ig"]
-Direction = Literal["denoising", "noising"]
 Dictionaries = Sequence[SAE] | Mapping[str, SAE] | Sequence[Dictionary]
-
-
-def scalar_metric(value) -> Tensor:
-    """The metric's value as a 0-d tensor, or a clear error when it is not a scalar."""
-    if not isinstance(value, Tensor) or value.numel() != 1:
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(
-            f"the metric must return a scalar tensor, got {got}; average over prompts (e.g. "
-            "TaskDataset.metric, which is per_prompt_metric(...).mean())"
-        )
-    return value.reshape(())
-
-
-def target_and_source(clean: Tensor, corrupted: Tensor, direction: str) -> tuple[Tensor, Tensor]:
-    """(run whose gradients are taken, run whose values are moved towards)."""
-    if clean.shape != corrupted.shape:
-        raise ValueError(
-            f"clean tokens {tuple(clean.shape)} and corrupted tokens {tuple(corrupted.shape)} differ in "
-            "shape; attribution needs position-aligned prompt pairs of equal length"
-        )
-    if direction == "denoising":
-        return corrupted, clean
-    if direction == "noising":
-        return clean, corrupted
-    raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
 
 
 @dataclass
@@ -175,14 +150,14 @@ def attribute_nodes(
         raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
     start = time.perf_counter()
     dicts = place(model, dictionaries)
-    target, source = target_and_source(clean_tokens, corrupted_tokens, direction)
+    target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
     with torch.no_grad():
         src_logits, src = run_spliced(model, source, dicts)
-        m_source = float(scalar_metric(metric(src_logits)))
+        m_source = float(check_metric(metric(src_logits)))
     scores: dict[str, NodeScores] = {}
     if method == "atp":
         logits, tgt = run_spliced(model, target, dicts, probes=True)
-        m = scalar_metric(metric(logits))
+        m = check_metric(metric(logits))
         leaves = [t for d in dicts for t in (tgt.probe_latents[d.id], tgt.probe_errors[d.id])]
         grads = torch.autograd.grad(m, leaves, allow_unused=True)  # one backward for every node
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves, strict=True)]
@@ -194,7 +169,7 @@ def attribute_nodes(
     else:
         with torch.no_grad():
             tgt_logits, tgt = run_spliced(model, target, dicts)
-            m_target = float(scalar_metric(metric(tgt_logits)))
+            m_target = float(check_metric(metric(tgt_logits)))
         for d in dicts:
             delta_f, delta_err = _deltas(src, tgt, d)
             base_f, base_err = tgt.latents[d.id].detach(), tgt.errors[d.id].detach()
@@ -205,7 +180,7 @@ def attribute_nodes(
                 err_a = (base_err + alpha * delta_err).requires_grad_(True)
                 swap = {d.id: lambda f, e, f_a=f_a, err_a=err_a: (f_a, err_a)}
                 logits, _ = run_spliced(model, target, dicts, interventions=swap)
-                g_f, g_err = torch.autograd.grad(scalar_metric(metric(logits)), [f_a, err_a])
+                g_f, g_err = torch.autograd.grad(check_metric(metric(logits)), [f_a, err_a])
                 sum_f += g_f
                 sum_err += g_err
             scores[d.id] = _reduce(delta_f, sum_f / ig_steps, delta_err, sum_err / ig_steps)

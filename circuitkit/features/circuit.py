@@ -21,8 +21,9 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuitkit.features.attribution import Dictionaries, FeatureAttribution, Metric, scalar_metric
+from circuitkit.features.attribution import Dictionaries, FeatureAttribution
 from circuitkit.features.splice import Dictionary, place, run_spliced
+from circuitkit.patching.activation import Metric, check_metric
 
 Ablation = Literal["mean", "zero", "patch"]
 
@@ -139,7 +140,7 @@ def circuit_metric(
         interventions[d.id] = swap
     with torch.no_grad():
         logits, _ = run_spliced(model, tokens, dicts, interventions=interventions)
-        return float(scalar_metric(metric(logits)))
+        return float(check_metric(metric(logits)))
 
 
 def faithfulness(
@@ -163,7 +164,7 @@ def faithfulness(
         raise ValueError(f"the circuit says nothing about dictionaries {missing}; give a mask for each")
     with torch.no_grad():
         logits, rec = run_spliced(model, tokens, dicts)
-        m_full = float(scalar_metric(metric(logits)))
+        m_full = float(check_metric(metric(logits)))
         corr = run_spliced(model, corrupted_tokens, dicts)[1] if ablation == "patch" else None
     ablated = _ablation_values(dicts, rec, ablation, corr)
     m_circuit = circuit_metric(model, tokens, metric, dicts, circuit, ablated)

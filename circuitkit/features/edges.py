@@ -20,8 +20,10 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuitkit.features.attribution import Dictionaries, Direction, Metric, scalar_metric, target_and_source
+from circuitkit.features.attribution import Dictionaries
 from circuitkit.features.splice import place, run_spliced
+from circuitkit.patching.activation import Direction, Metric, check_metric
+from circuitkit.patching.attribution import target_and_source
 
 ERROR = -1
 """Index standing for a dictionary's error node in edge tables."""
@@ -102,11 +104,11 @@ def attribute_edges(
         raise ValueError(
             f"downstream nodes {bad[:5]} are not latents of {downstream!r} (0..{down.d_sae - 1}) or ERROR"
         )
-    target, source = target_and_source(clean_tokens, corrupted_tokens, direction)
+    target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
     with torch.no_grad():
         _, src = run_spliced(model, source, dicts)
     logits, tgt = run_spliced(model, target, dicts, probes=True)
-    m = scalar_metric(metric(logits))
+    m = check_metric(metric(logits))
     g_down_f, g_down_err = torch.autograd.grad(
         m, [tgt.probe_latents[downstream], tgt.probe_errors[downstream]], retain_graph=True
     )

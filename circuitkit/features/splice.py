@@ -74,6 +74,18 @@ class Dictionary:
         return (delta_f @ self.sae.W_dec).reshape(*delta_f.shape[:2], *self.out_shape)
 
 
+def dictionary_hooks(sae: SAE) -> tuple[str, str]:
+    """(hook the dictionary reads, hook its decoder writes to); equal for SAEs, differ for transcoders."""
+    meta = sae.cfg.metadata
+    hook_in = getattr(meta, "hook_name", None)
+    if not hook_in:
+        raise DictionaryError(
+            "dictionary has no cfg.metadata.hook_name; set it to the TransformerLens hook it was "
+            "trained on (e.g. 'blocks.1.hook_resid_pre')"
+        )
+    return hook_in, getattr(meta, "hook_name_out", None) or hook_in
+
+
 def _probe_hooks(model: HookedTransformer, hooks: set[str]) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     """Trailing activation shape of each hook and the order the hooks fire in (a two-token forward).
 
@@ -110,14 +122,7 @@ def place(
         sae = d.sae if isinstance(d, Dictionary) else d
         if not isinstance(sae, SAE):
             raise DictionaryError(f"expected a sae-lens SAE (or transcoder), got {type(sae).__name__}")
-        meta = sae.cfg.metadata
-        hook_in = meta.hook_name
-        if not hook_in:
-            raise DictionaryError(
-                "dictionary has no cfg.metadata.hook_name; set it to the TransformerLens hook it was "
-                "trained on (e.g. 'blocks.1.hook_resid_pre')"
-            )
-        hook_out = meta.hook_name_out or hook_in
+        hook_in, hook_out = dictionary_hooks(sae)
         for h in (hook_in, hook_out):
             try:
                 check_hook(model, h)

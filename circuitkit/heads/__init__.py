@@ -1,7 +1,7 @@
 """Discrete-SAE head identification (O'Neill & Bui 2024, arXiv 2405.12522)."""
 
+from circuitkit.evaluation.ground_truth import RankingScore, roc_auc, score_ranking  # re-exported
 from circuitkit.heads.dictionary import CodebookConfig, CodebookSAE, train_codebook
-from circuitkit.heads.evaluate import RankingScore, roc_auc, score_ranking
 from circuitkit.heads.identify import HeadIdConfig, HeadIdentification, identify_from_vectors, identify_heads
 from circuitkit.heads.scoring import code_counts, edge_scores, heads_from_edges, node_scores
 from circuitkit.heads.vectors import head_output_vectors, positives_and_negatives

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -99,7 +100,23 @@ def grad_run(
     return float(m.detach()), {n: a.detach() for n, a in acts.items()}, out_grads
 
 
-def _hooks_for(model: HookedTransformer, families: Sequence[str], layers: Sequence[int]) -> list[str]:
+def family_list(families: str | Sequence[str]) -> list[str]:
+    """Family names as a list: ``"head"`` or ``"head,resid_pre"`` (CLI style) or a sequence of names.
+
+    A bare string is a sequence of characters, so without this ``families="head"`` would ask for the
+    families ``h``, ``e``, ``a``, ``d``.
+    """
+    names = families.split(",") if isinstance(families, str) else list(families)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise ValueError("no component family given; pass e.g. families=['head', 'resid_pre']")
+    for n in names:
+        get_family(n)  # unknown names fail here, with the list of known ones
+    return names
+
+
+def hook_names(model: HookedTransformer, families: Sequence[str], layers: Sequence[int]) -> list[str]:
+    """The hook of every (family, layer), checked to exist in ``model``; families sharing a hook share it."""
     names = [get_family(f).hook_name(layer) for f in families for layer in layers]
     for n in names:
         check_hook(model, n)
@@ -119,7 +136,17 @@ def _estimate(
     return out
 
 
-def _prepare(model, clean_tokens, corrupted_tokens, direction, ablation):
+def target_and_source(
+    model: HookedTransformer,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    direction: Direction,
+    ablation: Ablation = "patch",
+) -> tuple[Tensor, Tensor]:
+    """(run whose gradients are taken, run whose values are moved towards), checked, on the model's device.
+
+    Denoising: the corrupted run is the target and clean values are patched in; noising the reverse.
+    """
     check_inputs(clean_tokens, corrupted_tokens, direction, ablation)
     device = model.cfg.device
     clean_tokens, corrupted_tokens = clean_tokens.to(device), corrupted_tokens.to(device)
@@ -145,12 +172,46 @@ def source_deltas(
     return base, {n: source_values(cache[n], ablation, perm) - target_acts[n] for n in names}
 
 
+class LinearRun(NamedTuple):
+    """Everything a first-order estimate needs, from one gradient run and one source run (3 passes)."""
+
+    target: Int[Tensor, "batch pos"]
+    """Tokens of the run the gradients are taken on."""
+    base_target: float
+    base_source: float
+    acts: dict[str, Tensor]
+    """Target-run activation per hook name."""
+    grads: dict[str, Tensor]
+    """dm/da at the target run per hook name."""
+    delta: dict[str, Tensor]
+    """a_source - a_target per hook name (the ablation applied to the source values)."""
+
+
+def linear_run(
+    model: HookedTransformer,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    metric: Metric,
+    names: Sequence[str],
+    *,
+    direction: Direction,
+    ablation: Ablation,
+    seed: int,
+    extra_hooks: Sequence[Hook] = (),
+) -> LinearRun:
+    """A forward + backward on the target prompts and a forward on the source prompts, at ``names``."""
+    target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction, ablation)
+    base_tgt, acts, grads = grad_run(model, target, metric, names, extra_hooks)
+    base_src, delta = source_deltas(model, source, acts, metric, ablation, seed)
+    return LinearRun(target, base_tgt, base_src, acts, grads, delta)
+
+
 def attribution_patching(
     model: HookedTransformer,
     clean_tokens: Int[Tensor, "batch pos"],
     corrupted_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: str | Sequence[str] = DEFAULT_FAMILIES,
     *,
     direction: Direction = "denoising",
     ablation: Ablation = "patch",
@@ -163,27 +224,34 @@ def attribution_patching(
     """AtP estimates of the effect of patching every component of ``families``: 2 forwards, 1 backward.
 
     Returns :class:`EstimatedEffects` whose grids match :func:`activation_patching`'s ``effects()``
-    (``m_patched - m_target``) to first order. ``extra_hooks`` are forward hooks applied during the
-    gradient pass (RelP uses them for its propagation rules).
+    (``m_patched - m_target``) to first order; several families in one call give the same grids as one
+    call per family. ``extra_hooks`` are forward hooks applied during the gradient pass (RelP uses them
+    for its propagation rules).
     """
     t0 = time.perf_counter()
-    fams = [get_family(f) for f in families]
-    target, source = _prepare(model, clean_tokens, corrupted_tokens, direction, ablation)
+    families = family_list(families)
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    names = _hooks_for(model, families, layers)
-    base_tgt, acts, grads = grad_run(model, target, metric, names, extra_hooks)
-    base_src, delta = source_deltas(model, source, acts, metric, ablation, seed)
-    grids = _estimate(fams, layers, delta, grads)
+    run = linear_run(
+        model,
+        clean_tokens,
+        corrupted_tokens,
+        metric,
+        hook_names(model, families, layers),
+        direction=direction,
+        ablation=ablation,
+        seed=seed,
+        extra_hooks=extra_hooks,
+    )
     return EstimatedEffects(
         method=method,
-        grids=grids,
-        baseline_target=base_tgt,
-        baseline_source=base_src,
+        grids=_estimate([get_family(f) for f in families], layers, run.delta, run.grads),
+        baseline_target=run.base_target,
+        baseline_source=run.base_source,
         passes=3.0,
         seconds=time.perf_counter() - t0,
         direction=direction,
         ablation=ablation,
-        n_prompts=int(target.shape[0]),
+        n_prompts=int(run.target.shape[0]),
         seed=seed,
         options=dict(options or {}),
     )
@@ -256,7 +324,7 @@ def atp_star(
     clean_tokens: Int[Tensor, "batch pos"],
     corrupted_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: str | Sequence[str] = DEFAULT_FAMILIES,
     *,
     direction: Direction = "denoising",
     ablation: Ablation = "patch",
@@ -272,18 +340,27 @@ def atp_star(
     magnitude for ranking (compare it with |activation-patching effect|).
     """
     t0 = time.perf_counter()
+    families = family_list(families)
     fams = [get_family(f) for f in families]
-    target, source = _prepare(model, clean_tokens, corrupted_tokens, direction, ablation)
     n_layers = model.cfg.n_layers
     layers = list(range(n_layers))
-    names = _hooks_for(model, families, layers)
+    names = hook_names(model, families, layers)
     want_qk = qk_fix and any(f in QK_FAMILIES for f in families)
     if want_qk:
         _check_qk_fixable(model)
         for layer in layers:
             names += [f"blocks.{layer}.attn.hook_{x}" for x in ("q", "k", "pattern")]
-    base_tgt, acts, grads = grad_run(model, target, metric, names)
-    base_src, delta = source_deltas(model, source, acts, metric, ablation, seed)
+    run = linear_run(
+        model,
+        clean_tokens,
+        corrupted_tokens,
+        metric,
+        names,
+        direction=direction,
+        ablation=ablation,
+        seed=seed,
+    )
+    target, acts, delta = run.target, run.acts, run.delta
     passes = 3.0
 
     def estimates(grads: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -301,7 +378,7 @@ def atp_star(
                     grids[f] = torch.stack([x[f] for x in fixed]).double().cpu()
         return grids
 
-    grids = estimates(grads)
+    grids = estimates(run.grads)
     if grad_drop:
         total = {f: torch.zeros_like(g) for f, g in grids.items()}
         for dropped in layers:
@@ -319,8 +396,8 @@ def atp_star(
     return EstimatedEffects(
         method="atp*",
         grids=grids,
-        baseline_target=base_tgt,
-        baseline_source=base_src,
+        baseline_target=run.base_target,
+        baseline_source=run.base_source,
         passes=passes,
         seconds=time.perf_counter() - t0,
         direction=direction,

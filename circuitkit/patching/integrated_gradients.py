@@ -32,7 +32,7 @@ from circuitkit.patching.activation import (
     resample_permutation,
     source_values,
 )
-from circuitkit.patching.attribution import _hooks_for, _prepare, family_sum
+from circuitkit.patching.attribution import family_list, family_sum, hook_names, target_and_source
 from circuitkit.patching.scores import EstimatedEffects
 
 
@@ -41,7 +41,7 @@ def integrated_gradients(
     clean_tokens: Int[Tensor, "batch pos"],
     corrupted_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: str | Sequence[str] = DEFAULT_FAMILIES,
     *,
     steps: int = 10,
     direction: Direction = "denoising",
@@ -59,10 +59,11 @@ def integrated_gradients(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     t0 = time.perf_counter()
-    target, source = _prepare(model, clean_tokens, corrupted_tokens, direction, ablation)
+    families = family_list(families)
+    target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction, ablation)
     n_layers = model.cfg.n_layers
     layers = list(range(n_layers))
-    names = _hooks_for(model, families, layers)
+    names = hook_names(model, families, layers)
     resid = [f"blocks.{layer}.hook_resid_pre" for layer in layers]
     with torch.no_grad():
         t_logits, t_cache = model.run_with_cache(target, names_filter=lambda n: n in names or n in resid)

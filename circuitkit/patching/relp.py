@@ -99,7 +99,8 @@ def rule_hooks(model: HookedTransformer, rules: RelPRules) -> list[Hook]:
     if rules.attention:
         hooks += [(f"blocks.{layer}.attn.hook_pattern", detach) for layer in layers]
     gated = bool(model.cfg.gated_mlp)
-    if rules.identity or (gated and rules.half):
+    # An attention-only model has no MLP, so the MLP rules have nothing to act on.
+    if not model.cfg.attn_only and (rules.identity or (gated and rules.half)):
         for layer in layers:
             hooks += _mlp_hooks(model, layer, rules, gated)
     return hooks
@@ -149,7 +150,7 @@ def relevance_patching(
     clean_tokens: Int[Tensor, "batch pos"],
     corrupted_tokens: Int[Tensor, "batch pos"],
     metric: Metric,
-    families: Sequence[str] = DEFAULT_FAMILIES,
+    families: str | Sequence[str] = DEFAULT_FAMILIES,
     *,
     rules: RelPRules | str = RelPRules(),
     direction: Direction = "denoising",

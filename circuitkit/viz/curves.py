@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import plotly.graph_objects as go
 
 from circuitkit.viz._common import to_numpy
@@ -34,31 +33,15 @@ def faithfulness_curve(
     return fig
 
 
-def roc_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    """(fpr, tpr) of ranking by ``scores`` against boolean ``labels``, tied scores entering together.
-
-    A plotting helper: the points the ROC figure draws, from (0, 0) to (1, 1).
-    """
-    s, y = to_numpy(scores, "scores").ravel(), np.asarray(labels, dtype=bool).ravel()
-    if s.shape != y.shape:
-        raise ValueError(f"{s.size} scores but {y.size} labels")
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("a ROC curve needs at least one member and one non-member of the circuit")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    # Keep only the last index of each run of equal scores, so ties move the curve diagonally.
-    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
-
-
 def roc_curve(
     curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]],
     *,
     title: str = "ROC against the ground-truth circuit",
 ) -> go.Figure:
-    """One line per method: ``curves[name] = (fpr, tpr, auc)``; the chance diagonal dotted."""
+    """One line per method: ``curves[name] = (fpr, tpr, auc)``; the chance diagonal dotted.
+
+    The points come from :func:`circuitkit.evaluation.ground_truth.roc_points`.
+    """
     fig = go.Figure()
     for name, (fpr, tpr, auc) in curves.items():
         x, y = to_numpy(fpr, f"{name} fpr", 1), to_numpy(tpr, f"{name} tpr", 1)

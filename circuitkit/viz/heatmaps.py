@@ -15,6 +15,25 @@ from jaxtyping import Float
 from circuitkit.viz._common import DIVERGING, layer_labels, position_labels, symmetric_range, to_numpy
 
 
+def _diverging(
+    z: np.ndarray, x: list[str], y: list[str], text: list[list[str]], colorbar_title: str, hover: str
+) -> go.Heatmap:
+    """A heatmap trace on the diverging scale, white at 0 and symmetric about it."""
+    half = symmetric_range(z)
+    return go.Heatmap(
+        z=z,
+        x=x,
+        y=y,
+        text=text,
+        colorscale=DIVERGING,
+        zmid=0.0,
+        zmin=-half,
+        zmax=half,
+        colorbar={"title": {"text": colorbar_title}},
+        hovertemplate=hover,
+    )
+
+
 def layer_pos_heatmap(
     scores: Float[np.ndarray, "layer pos"],
     tokens: Sequence[str] | None = None,
@@ -30,22 +49,8 @@ def layer_pos_heatmap(
     n_layers, n_pos = z.shape
     x = position_labels(n_pos, tokens)
     y = layer_labels(n_layers)
-    half = symmetric_range(z)
     text = [[f"{y[i]} · {x[j]}" for j in range(n_pos)] for i in range(n_layers)]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=x,
-            y=y,
-            text=text,
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-half,
-            zmax=half,
-            colorbar={"title": {"text": colorbar_title}},
-            hovertemplate="%{text}<br>%{z:.4g}<extra></extra>",
-        )
-    )
+    fig = go.Figure(_diverging(z, x, y, text, colorbar_title, "%{text}<br>%{z:.4g}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="position", yaxis_title="layer")
     fig.update_xaxes(tickangle=-45, type="category")
     fig.update_yaxes(type="category")
@@ -65,22 +70,10 @@ def layer_head_heatmap(
     """
     z = to_numpy(scores, "scores", ndim=2)
     n_layers, n_heads = z.shape
-    half = symmetric_range(z)
     labels = [[f"L{layer}H{head}" for head in range(n_heads)] for layer in range(n_layers)]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[f"H{h}" for h in range(n_heads)],
-            y=layer_labels(n_layers),
-            text=labels,
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-half,
-            zmax=half,
-            colorbar={"title": {"text": colorbar_title}},
-            hovertemplate="%{text}: %{z:.4g}<extra></extra>",
-        )
-    )
+    x = [f"H{h}" for h in range(n_heads)]
+    hover = "%{text}: %{z:.4g}<extra></extra>"
+    fig = go.Figure(_diverging(z, x, layer_labels(n_layers), labels, colorbar_title, hover))
     for layer, head in highlight:
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
             raise ValueError(f"highlighted head L{layer}H{head} is outside the {n_layers}x{n_heads} grid")

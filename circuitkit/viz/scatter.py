@@ -11,15 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from circuitkit.evaluation.correlation import pearson
 from circuitkit.viz._common import to_numpy
-
-
-def pearson_r(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of two equal-length vectors (nan when either is constant)."""
-    x, y = to_numpy(x).ravel(), to_numpy(y).ravel()
-    xc, yc = x - x.mean(), y - y.mean()
-    denom = float(np.sqrt((xc**2).sum() * (yc**2).sum()))
-    return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
 
 
 def method_vs_patching_scatter(
@@ -34,7 +27,8 @@ def method_vs_patching_scatter(
     """Scatter of ``method_scores`` (y) against ``patching_scores`` (x), with the y = x line and r.
 
     Both inputs are flattened in the same (row-major) order as ``labels``. ``r`` is the correlation to
-    print; when None it is computed here with :func:`pearson_r`.
+    print; when None it is
+    :func:`circuitkit.evaluation.correlation.pearson` of the two.
     """
     y = to_numpy(method_scores, "method_scores").ravel()
     x = to_numpy(patching_scores, "patching_scores").ravel()
@@ -45,7 +39,7 @@ def method_vs_patching_scatter(
         )
     if len(labels) != x.size:
         raise ValueError(f"got {len(labels)} labels for {x.size} components; pass one label per component")
-    r = pearson_r(x, y) if r is None else float(r)
+    r = pearson(x, y) if r is None else float(r)
     lo = float(np.nanmin(np.concatenate([x, y]))) if x.size else 0.0
     hi = float(np.nanmax(np.concatenate([x, y]))) if x.size else 1.0
     fig = go.Figure(

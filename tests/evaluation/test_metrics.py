@@ -1,11 +1,14 @@
-"""ROC AUC, precision/recall/F1 and correlations against hand-computed values."""
+"""ROC AUC, ROC points, precision/recall/F1 and correlations against hand-computed values."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from circuitkit.evaluation import pearson, precision_recall_f1, roc_auc, score_against_circuit, spearman
+from circuitkit.evaluation.correlation import pearson_without_top
+from circuitkit.evaluation.ground_truth import roc_points, score_ranking
 from circuitkit.tasks.ground_truth import Circuit
 
 
@@ -44,3 +47,45 @@ def test_correlations():
     assert spearman(a, a**3) == pytest.approx(1.0)
     assert pearson(a, -a) == pytest.approx(-1.0)
     assert spearman(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 3.0, 2.0])) == pytest.approx(0.5)
+
+
+def test_score_ranking_roc_auc_and_top_k():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
+    labels = torch.tensor([False, False, True, True])
+    # member pairs outranking non-members: 0.35>0.1, 0.8>0.1, 0.8>0.4 -> 3 of 4
+    assert roc_auc(scores, labels) == 0.75
+    assert roc_auc(torch.ones(4), labels) == 0.5  # all tied: chance
+    r = score_ranking(scores, labels)
+    assert (r.roc_auc, r.k, r.precision, r.recall, r.n_true, r.n_total) == (0.75, 2, 0.5, 0.5, 2, 4)
+    r3 = score_ranking(scores, labels, k=3)
+    assert r3.recall == 1.0 and r3.precision == pytest.approx(2 / 3)
+
+
+def test_roc_points_area_equals_mann_whitney_auc_with_ties():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 6, size=40).astype(float)  # many ties
+    labels = rng.random(40) < 0.3
+    fpr, tpr = roc_points(scores, labels)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    assert area == pytest.approx(roc_auc(torch.tensor(scores), torch.tensor(labels)), abs=1e-12)
+    with pytest.raises(ValueError, match="at least one member"):
+        roc_points(scores, np.zeros(40, bool))
+
+
+def test_pearson_takes_arrays_and_matches_numpy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
+    assert np.isnan(pearson(np.ones(5), x[:5]))
+    assert pearson(np.r_[x, np.nan], np.r_[y, 1.0]) == pytest.approx(pearson(x, y))  # NaN pairs dropped
+
+
+def test_pearson_without_top_drops_the_dominant_component():
+    # One huge component both agree on; the rest anti-correlated: r ~ 1 overall, -1 without it.
+    exact = torch.tensor([100.0, 1.0, 2.0, 3.0])
+    approx = torch.tensor([100.0, 3.0, 2.0, 1.0])
+    assert pearson(exact, approx) > 0.99
+    assert pearson_without_top(exact, approx) == pytest.approx(-1.0)
+    # "Strongest" is by magnitude: a large negative effect is left out the same way.
+    assert pearson_without_top(-exact, approx) == pytest.approx(pearson(-exact[1:], approx[1:]))

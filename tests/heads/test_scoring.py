@@ -1,8 +1,7 @@
-"""Node and edge scores against counts done by hand, and the ROC / precision-recall helpers."""
+"""Node and edge scores against counts done by hand (ranking scores: tests/evaluation/test_metrics.py)."""
 
 import torch
 
-from circuitkit.heads.evaluate import roc_auc, score_ranking
 from circuitkit.heads.scoring import code_counts, edge_scores, heads_from_edges, node_scores
 
 # 3 heads, codes per prompt: head 0 differs between positives and negatives, head 1 never does,
@@ -33,15 +32,3 @@ def test_code_counts_histogram():
     assert counts.shape == (3, 6)
     assert counts[0].tolist() == [2, 1, 0, 0, 0, 0]
     assert counts.sum().item() == POS.numel()
-
-
-def test_roc_auc_and_top_k():
-    scores = torch.tensor([0.1, 0.4, 0.35, 0.8])
-    labels = torch.tensor([False, False, True, True])
-    # member pairs outranking non-members: 0.35>0.1, 0.8>0.1, 0.8>0.4 -> 3 of 4
-    assert roc_auc(scores, labels) == 0.75
-    assert roc_auc(torch.ones(4), labels) == 0.5  # all tied: chance
-    r = score_ranking(scores, labels)
-    assert (r.k, r.precision, r.recall) == (2, 0.5, 0.5)
-    r3 = score_ranking(scores, labels, k=3)
-    assert r3.recall == 1.0 and abs(r3.precision - 2 / 3) < 1e-12

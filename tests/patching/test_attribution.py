@@ -3,11 +3,15 @@ non-linear; GradDrop's defining identities."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
+from circuitkit.components import FAMILIES
 from circuitkit.patching.activation import activation_patching
 from circuitkit.patching.attribution import atp_star, attribution_patching
+from circuitkit.patching.relp import relevance_patching
 
 from .toy import pair_tokens, random_model
 
@@ -117,3 +121,38 @@ def test_bad_inputs(small_random):
         attribution_patching(small_random, clean, corrupted, metric, ["neurons"])
     with pytest.raises(ValueError, match="does not exist"):
         attribution_patching(small_random, clean, corrupted, metric, ["head_result"])
+
+
+# Every family the tiny model has (hook_result needs set_use_attn_result): several share a hook
+# (head / head_pos on hook_z, attn_out / attn_out_all) and the widths differ (d_model 96, d_head 24).
+TINY_FAMILIES = [f for f in FAMILIES if "result" not in f]
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        pytest.param(attribution_patching, id="atp"),
+        pytest.param(atp_star, id="atp*"),
+        pytest.param(functools.partial(atp_star, grad_drop=True), id="atp*-graddrop"),
+        pytest.param(functools.partial(relevance_patching, rules="ln+identity"), id="relp"),
+        pytest.param(functools.partial(relevance_patching, rules="all"), id="relp-all-rules"),
+    ],
+)
+def test_several_families_in_one_call_equal_one_family_at_a_time(tiny, tiny_ioi, method):
+    """Regression: a multi-family call was reported to fail with a size mismatch (96 vs 24) on the tiny
+    model. Every family's grid from one call must equal the grid of a call with that family alone."""
+    args = (tiny, tiny_ioi.clean_tokens, tiny_ioi.corrupted_tokens, tiny_ioi.metric)
+    together = method(*args, TINY_FAMILIES)
+    assert list(together.grids) == TINY_FAMILIES
+    for family in TINY_FAMILIES:
+        alone = method(*args, [family]).grids[family]
+        assert together.grids[family].shape == alone.shape
+        torch.testing.assert_close(together.grids[family], alone, rtol=1e-6, atol=1e-9, msg=family)
+
+
+def test_families_as_a_string(small_random):
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 2, 5)
+    one = attribution_patching(small_random, clean, corrupted, metric, "head")
+    two = attribution_patching(small_random, clean, corrupted, metric, "head, mlp_out")
+    assert list(one.grids) == ["head"] and list(two.grids) == ["head", "mlp_out"]
+    torch.testing.assert_close(one.grids["head"], two.grids["head"])

@@ -117,3 +117,16 @@ def test_rule_parsing():
     assert RelPRules.parse("ln,ah").attention and not RelPRules.parse("ln,ah").identity
     with pytest.raises(ValueError, match="unknown RelP rule"):
         RelPRules.parse("ln+softmax")
+
+
+def test_attention_only_model_takes_every_rule():
+    """No MLP: the identity and half rules have nothing to act on; the others still apply."""
+    model = random_model(n_layers=2, attn_only=True, d_vocab=40)
+    clean, corrupted, metric = pair_tokens(model.cfg.d_vocab, 2, 6)
+    with torch.no_grad():
+        plain = model(clean)
+    with torch.enable_grad():
+        ruled = model.run_with_hooks(clean, fwd_hooks=rule_hooks(model, RelPRules.parse("all")))
+    assert torch.equal(ruled, plain)
+    res = relevance_patching(model, clean, corrupted, metric, ["head", "attn_out"], rules="all")
+    assert res.grids["head"].shape == (2, model.cfg.n_heads)

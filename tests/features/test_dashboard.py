@@ -2,7 +2,7 @@ import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from circuitkit.viz import dashboard
+from circuitkit.features import dashboard
 
 HOOK = "blocks.1.hook_resid_post"
 
