@@ -36,6 +36,14 @@ def _flat(act: Tensor, head: int | None = None) -> Tensor:
     return act[..., head, :] if head is not None else act.flatten(-2)
 
 
+def _encode(sae, act: Tensor, head: int | None) -> Tensor:
+    """Encode a hook's activation: sae-lens ``hook_z`` dictionaries (``reshape_activations="hook_z"``)
+    flatten ``[..., n_heads, d_head]`` themselves, so they get it unflattened; the rest get ``_flat``."""
+    if act.ndim == 4 and head is None and getattr(sae.cfg, "reshape_activations", "none") == "hook_z":
+        return sae.encode(act)
+    return sae.encode(_flat(act, head))
+
+
 def corpus_tokens(
     model: HookedTransformer, n_seqs: int = 128, seq_len: int = 32, seed: int = 0
 ) -> Int[Tensor, "seq pos"]:
@@ -79,13 +87,15 @@ def encode_tokens(
         _, cache = model.run_with_cache(
             batch, names_filter=hook_in, stop_at_layer=_stop_layer(model, hook_in)
         )
-        act = _flat(cache[hook_in], _head_index(sae)).to(device)
-        if act.shape[-1] != sae.cfg.d_in:
+        head = _head_index(sae)
+        act = cache[hook_in].to(device, sae.W_dec.dtype)
+        width = _flat(act, head).shape[-1]
+        if width != sae.cfg.d_in:
             raise ValueError(
-                f"the dictionary reads d_in={sae.cfg.d_in} but {hook_in} has width {act.shape[-1]}: "
+                f"the dictionary reads d_in={sae.cfg.d_in} but {hook_in} has width {width}: "
                 "pick a dictionary trained on this model and hook"
             )
-        out.append(sae.encode(act.to(sae.W_dec.dtype)).float().cpu())
+        out.append(_encode(sae, act, head).float().cpu())
     return torch.cat(out)
 
 
@@ -208,7 +218,7 @@ def intervene(
     stash: dict[str, Tensor] = {}
 
     def read(act: Tensor, hook) -> Tensor:
-        stash["z"] = sae.encode(_flat(act, head).to(w.dtype))[..., latent]
+        stash["z"] = _encode(sae, act.to(w.dtype), head)[..., latent]
         return act
 
     def write(act: Tensor, hook) -> Tensor:

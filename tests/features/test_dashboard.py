@@ -125,3 +125,23 @@ def test_per_head_hook_z_dictionary_reads_and_ablates_only_its_head(setup):
     with torch.no_grad():
         expected = model.run_with_hooks(batch, fwd_hooks=[(hook, manual)])
     torch.testing.assert_close(dashboard.intervene(model, sae, batch, 2, mode="ablate"), expected)
+
+
+def test_native_hook_z_dictionary_gets_all_heads_unflattened(setup):
+    """sae-lens hook_z dictionaries (the shipped attention SAEs) flatten the heads themselves."""
+    model, _, tokens, _ = setup
+    hook = "blocks.1.attn.hook_z"
+    cfg = StandardSAEConfig(d_in=model.cfg.n_heads * model.cfg.d_head, d_sae=24, reshape_activations="hook_z")
+    cfg.metadata.hook_name = hook
+    torch.manual_seed(1)
+    sae = StandardSAE(cfg)
+    with torch.no_grad():
+        sae.b_enc.fill_(0.05)
+    batch = tokens[:3]
+    _, cache = model.run_with_cache(batch, names_filter=hook)
+    want = torch.relu((cache[hook].flatten(-2) - sae.b_dec) @ sae.W_enc + sae.b_enc).detach()
+    acts = dashboard.encode_tokens(model, sae, batch)
+    torch.testing.assert_close(acts, want)
+    latent = int(acts.sum((0, 1)).argmax())
+    out = dashboard.intervene(model, sae, batch, latent, mode="ablate")
+    assert out.shape == (3, batch.shape[1], model.cfg.d_vocab)
