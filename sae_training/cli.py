@@ -147,8 +147,9 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--cache-tokens",
         type=int,
-        default=32_768,
-        help="tokens cached once (with gradients); dictionaries train several epochs on them",
+        default=None,
+        help="tokens cached once, with gradients (default: ship.CACHE_TOKENS); dictionaries train several "
+        "epochs on them",
     )
     p.add_argument("--device", default=None, help="torch device")
     p.set_defaults(func=cmd_ship)
