@@ -1,4 +1,4 @@
-"""Node attribution for dictionary latents and error nodes: AtP and integrated gradients.
+"""Node attribution for dictionary latents and error nodes: AtP, RelP and integrated gradients.
 
 Marks et al. (2024, "Sparse Feature Circuits", arXiv 2403.19647), section 2: the effect of moving node
 ``a`` from its value in the gradient ("target") run to its value in the other ("source") run is
@@ -6,6 +6,10 @@ estimated linearly, ``(a_source - a_target) . dm/da`` (attribution patching, AtP
 al. 2024), or by integrated gradients along the straight path between the two values (Sundararajan et
 al. 2017), ``(a_source - a_target) . mean_alpha dm/da|_(a_target + alpha (a_source - a_target))``, with
 every other node of the same dictionary moved along the same path and downstream computed normally.
+RelP (Jafari et al. 2025, arXiv 2508.21258) is AtP with the LRP propagation rules of
+:mod:`circuitkit.patching.relp` on the model's LayerNorms, attention and MLPs during the gradient run;
+the dictionaries' linear decoders keep the plain gradient, so latents + error still sum to the
+component's RelP score.
 
 ``direction="denoising"`` takes gradients on the corrupted run and moves towards clean values (the
 project's AtP convention); ``"noising"`` the reverse. Scores are for the metric as given, which is a mean
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +34,9 @@ from transformer_lens import HookedTransformer
 from circuitkit.features.splice import Dictionary, place, run_spliced
 from circuitkit.patching.activation import Direction, Metric, check_metric
 from circuitkit.patching.attribution import target_and_source
+from circuitkit.patching.relp import RelPRules, rule_hooks
 
-Method = Literal["atp", "ig"]
+Method = Literal["atp", "relp", "ig"]
 Dictionaries = Sequence[SAE] | Mapping[str, SAE] | Sequence[Dictionary]
 
 
@@ -134,6 +140,7 @@ def attribute_nodes(
     method: Method = "atp",
     direction: Direction = "denoising",
     ig_steps: int = 10,
+    rules: RelPRules | str = "ln+identity",
     provenance: dict | None = None,
 ) -> FeatureAttribution:
     """Score every latent and error node of ``dictionaries`` (spliced into ``model`` together).
@@ -141,11 +148,14 @@ def attribute_nodes(
     Args:
         metric: logits -> scalar (e.g. ``TaskDataset.metric``).
         dictionaries: sae-lens SAEs / transcoders (a mapping names them; otherwise ids are hook names).
-        method: ``atp`` (one forward per run, one backward) or ``ig`` (``ig_steps`` forward + backward
-            passes per dictionary, midpoint rule).
+        method: ``atp`` (one forward per run, one backward), ``relp`` (the same with LRP rules in the
+            backward) or ``ig`` (``ig_steps`` forward + backward passes per dictionary, midpoint rule).
+        rules: RelP's rules (``relp`` only), e.g. ``"ln+identity"``.
     """
-    if method not in ("atp", "ig"):
-        raise ValueError(f"method must be 'atp' or 'ig', got {method!r}")
+    if method not in ("atp", "relp", "ig"):
+        raise ValueError(f"method must be 'atp', 'relp' or 'ig', got {method!r}")
+    if isinstance(rules, str):
+        rules = RelPRules.parse(rules)
     if ig_steps < 1:
         raise ValueError(f"ig_steps must be >= 1, got {ig_steps}")
     start = time.perf_counter()
@@ -155,8 +165,11 @@ def attribute_nodes(
         src_logits, src = run_spliced(model, source, dicts)
         m_source = float(check_metric(metric(src_logits)))
     scores: dict[str, NodeScores] = {}
-    if method == "atp":
-        logits, tgt = run_spliced(model, target, dicts, probes=True)
+    if method in ("atp", "relp"):
+        # The rules only change the graph the backward pass walks; forward values stay bit-identical.
+        ctx = model.hooks(fwd_hooks=rule_hooks(model, rules)) if method == "relp" else nullcontext()
+        with ctx:
+            logits, tgt = run_spliced(model, target, dicts, probes=True)
         m = check_metric(metric(logits))
         leaves = [t for d in dicts for t in (tgt.probe_latents[d.id], tgt.probe_errors[d.id])]
         grads = torch.autograd.grad(m, leaves, allow_unused=True)  # one backward for every node
@@ -194,6 +207,7 @@ def attribute_nodes(
             "method": f"feature_{method}",
             "direction": direction,
             "ig_steps": ig_steps if method == "ig" else None,
+            "rules": rules.name if method == "relp" else None,
             "model": model.cfg.model_name,
             "n_prompts": int(clean_tokens.shape[0]),
             "dictionaries": {

@@ -21,7 +21,7 @@ from circuitkit.features.attribution import FeatureAttribution, attribute_nodes
 from circuitkit.methods import MethodRequest, register
 from circuitkit.results import COLUMNS, Provenance, ResultTable
 
-OPTIONS = {"dictionaries", "method", "ig_steps", "by_position"}
+OPTIONS = {"dictionaries", "method", "ig_steps", "rules", "by_position"}
 EXTRA_COLUMNS = ("dictionary", "latent", "hook_in", "hook_out")
 
 
@@ -76,7 +76,11 @@ def to_result(attr: FeatureAttribution, req: MethodRequest, by_position: bool) -
         passes=float(p["passes"]),
         seconds=float(p["seconds"]),
         extra={
-            "options": {"method": p["method"].removeprefix("feature_"), "ig_steps": p["ig_steps"]},
+            "options": {
+                "method": p["method"].removeprefix("feature_"),
+                "ig_steps": p["ig_steps"],
+                "rules": p.get("rules"),
+            },
             "dictionaries": p["dictionaries"],
             "by_position": by_position,
             "baseline_target": attr.metric_target,
@@ -88,8 +92,10 @@ def to_result(attr: FeatureAttribution, req: MethodRequest, by_position: bool) -
 
 @register(
     "features",
-    "feature-circuit nodes (Marks et al. 2024): every SAE / transcoder latent and error node by AtP or IG; "
-    "options dictionaries=ID+ID (required), method=atp|ig, ig_steps=10, by_position=false",
+    "feature-circuit nodes (Marks et al. 2024): every SAE / transcoder latent and error node by AtP, "
+    "RelP or IG; "
+    "options dictionaries=ID+ID (required), method=atp|relp|ig, ig_steps=10, rules=ln+identity, "
+    "by_position=false",
     families=("latent", "error"),
     chooses_nodes=True,
 )
@@ -118,5 +124,6 @@ def _features(req: MethodRequest) -> ResultTable:
         method=opts.get("method", "atp"),
         direction=req.direction,
         ig_steps=int(opts.get("ig_steps", 10)),
+        rules=str(opts.get("rules", "ln+identity")),
     )
     return to_result(attr, req, bool(opts.get("by_position", False)))

@@ -48,6 +48,25 @@ def test_node_atp_equals_hand_computed_linear_estimate(tiny, ioi, dictionaries, 
         torch.testing.assert_close(torch.tensor(attr.scores[d.id].total()), whole, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("rules", ["ln+identity", "all"])
+def test_node_relp_sums_to_the_components_relp_and_differs_from_atp(tiny, ioi, dictionaries, rules):
+    """Linear decoders pass RelP's coefficients through unchanged: latents + error = the hook's RelP."""
+    from circuitkit.patching.relp import relevance_patching
+
+    data = (tiny, ioi.clean_tokens, ioi.corrupted_tokens, ioi.metric)
+    relp = attribute_nodes(*data, dictionaries, method="relp", rules=rules)
+    atp = attribute_nodes(*data, dictionaries)
+    families = {"sae1": ("resid_pre", 1), "sae2": ("resid_pre", 2), "tc2": ("mlp_out", 2), "z1": ("head", 1)}
+    grids = relevance_patching(*data, sorted({f for f, _ in families.values()}), rules=rules).grids
+    for key, (family, layer) in families.items():
+        whole = float(grids[family][layer].sum())
+        assert relp.scores[key].total() == pytest.approx(whole, rel=1e-4, abs=1e-6)
+    # the rules change the coefficients: some node's score moves
+    diff = max((relp.scores[k].latents - atp.scores[k].latents).abs().max().item() for k in families)
+    assert diff > 1e-4
+    assert relp.provenance["rules"] == rules.replace("all", "ln+attention+identity+half")
+
+
 def test_ig_converges_to_the_exact_effect_of_patching_the_dictionary(tiny, ioi, dictionaries):
     subset = {k: dictionaries[k] for k in ("sae1", "tc2")}
     ig = attribute_nodes(
