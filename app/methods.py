@@ -11,6 +11,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 
 from app import state
@@ -18,6 +19,7 @@ from circuitkit import results
 
 DIRECTIONS = ["denoising", "noising"]
 DEFAULT_PROMPTS = 32
+FEATURE_PROMPTS = 16
 LABELS = {
     "activation": "activation patching",
     "atp": "AtP",
@@ -100,6 +102,18 @@ def run_on(spec: Spec, model, data) -> results.ResultTable:
         extra={"baseline_target": r.baseline_target, "baseline_source": r.baseline_source},
     )
     return results.from_grids({spec.family: r.scores - r.baseline_target}, prov)
+
+
+def feature_nodes(model_name: str, task: str, dictionary_ids: tuple[str, ...], method: str) -> pd.DataFrame:
+    """Every latent and error node of the dictionaries, spliced in together, scored by AtP or RelP
+    (``circuitkit.features.attribute_nodes``) on held-out prompts, summed over positions."""
+    from circuitkit.features import attribute_nodes
+
+    model = state.model(model_name)
+    data = state.task_data(model_name, task, FEATURE_PROMPTS)
+    dicts = {d: state.dictionary(d, str(model.cfg.device)) for d in dictionary_ids}
+    attr = attribute_nodes(model, data.clean_tokens, data.corrupted_tokens, data.metric, dicts, method=method)
+    return attr.table()
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

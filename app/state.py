@@ -139,3 +139,15 @@ def dictionary(dictionary_id: str, device: str):
 
         sae = load_dictionary(dictionary_id, device=device)
     return sae.to(device).eval()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def dictionary_activations(model_name: str, dictionary_id: str, n_seqs: int):
+    """The dashboard's token set (``n_seqs`` x 32 tokens) and the dictionary's activations on it; shared
+    by sessions, read-only."""
+    from circuitkit.features import dashboard
+
+    m = model(model_name)
+    d = dictionary(dictionary_id, str(m.cfg.device))
+    tokens = dashboard.corpus_tokens(m, n_seqs=n_seqs, seq_len=32)
+    return tokens, dashboard.encode_tokens(m, d, tokens)

@@ -42,18 +42,9 @@ n_seqs = st.select_slider(
 )
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def encoded(model_name: str, dictionary_id: str, n: int):
-    """Dashboard token set and its dictionary activations, shared by sessions, read-only."""
-    m = state.model(model_name)
-    d = state.dictionary(dictionary_id, str(m.cfg.device))
-    tokens = dash.corpus_tokens(m, n_seqs=n, seq_len=32)
-    return tokens, dash.encode_tokens(m, d, tokens)
-
-
 try:
     with st.spinner(f"Encoding {n_seqs * 32:,} tokens with the dictionary ..."):
-        tokens, acts = encoded(sel.model, sel.dictionary, int(n_seqs))
+        tokens, acts = state.dictionary_activations(sel.model, sel.dictionary, int(n_seqs))
 except ValueError as exc:
     widgets.fail("This dictionary does not fit this model", exc)
     st.stop()

@@ -138,6 +138,47 @@ def test_circuit_slider_sets_the_circuit_size(app_model):
     assert len(drawn) >= 5
 
 
+def test_feature_circuit_shows_the_library_scores_and_opens_a_latent(app_model, dictionary_dir):
+    from app import state
+    from circuitkit.features import attribute_nodes
+    from circuitkit.tasks import make_task
+
+    at = open_page("pages/circuit.py", fc_method="relp", fc_k=12)
+    assert_clean(at)
+    at.multiselect(key="fc_dicts").set_value([str(dictionary_dir)]).run()
+    at.button(key="fc_run").click().run()
+    assert_clean(at)
+    data = make_task(selection(at).task, app_model.tokenizer, 16, seed=0, split="heldout")
+    sae = state.dictionary(str(dictionary_dir), str(app_model.cfg.device))
+    want = attribute_nodes(
+        app_model,
+        data.clean_tokens,
+        data.corrupted_tokens,
+        data.metric,
+        {str(dictionary_dir): sae},
+        method="relp",
+    ).table()
+    want = want.reindex(want["score"].abs().sort_values(ascending=False).index).head(12)
+    shown = next(d.value for d in at.dataframe if "latent" in d.value.columns)
+    assert shown["latent"].tolist() == want["latent"].tolist()
+    np.testing.assert_allclose(shown["score"], want["score"], rtol=1e-5, atol=1e-7)
+    graph = next(f for f in figures(at) if f.layout.title.text.startswith("Top 12 latent"))
+    assert sum(len(t.customdata) for t in graph.data if t.customdata is not None) == 12
+    # Picking a latent node draws its dashboard: the library's top-activating contexts.
+    from circuitkit.features import dashboard as dash
+
+    first = next(lat for lat in shown["latent"] if lat >= 0)
+    at.selectbox(key="fc_node").set_value(f"test-sae #{first}").run()
+    assert_clean(at)
+    tokens = dash.corpus_tokens(app_model, n_seqs=128, seq_len=32)
+    s = dash.summarize_latent(app_model, dash.encode_tokens(app_model, sae, tokens), tokens, int(first))
+    assert s.examples  # the test dictionary's positive encoder bias makes its latents fire
+    ex = next(f for f in figures(at) if f.layout.title.text == "Top-activating examples")
+    z = np.asarray(ex.data[0].z, dtype=float)
+    np.testing.assert_allclose(z[0, : len(s.examples[0][1])], s.examples[0][1], rtol=1e-5)
+    assert all(not hp.fwd_hooks and not hp.bwd_hooks for hp in app_model.hook_dict.values())
+
+
 def test_heads_page_shows_the_library_ranking(app_model):
     from circuitkit.heads import HeadIdConfig, identify_heads
     from circuitkit.tasks import make_task
