@@ -58,6 +58,7 @@ def ours_run(model, args, out: Path):
         total_tokens=args.tokens, context_size=args.context, model_batch_size=args.lm_batch,
         buffer_tokens=buffer_tokens(args), lr=args.lr,
         out_dir=str(out), progress=False, checkpoint_every=0, device=args.device, lr_decay_fraction=0.0,
+        lr_warmup_steps=0,  # sae-lens default: constant lr, no warm-up
     )  # fmt: skip
     t = time.perf_counter()
     train(cfg, model=model)

@@ -1,0 +1,114 @@
+"""Held-out FVU at equal L0 of our TopK trainer and sae-lens's TopKTrainingSAE, trained on the same
+in-memory activations with the same batches, for a few learning rates.
+
+The two parameterise the decoder differently (ours: unit-norm rows with the parallel gradient removed,
+Gao et al. 2024; sae-lens: free rows initialised at norm 0.1 with TopK on decoder-norm-scaled
+activations), so one shared learning rate favours one of them; this sweep shows both at each rate.
+
+    python benchmarks/sae_quality_lr.py --model default --hook blocks.3.hook_resid_post --width 2048 --k 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def fvu(out: torch.Tensor, x: torch.Tensor) -> float:
+    return float((out - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+
+
+def l0(n_active: torch.Tensor, n_tokens: int) -> float:
+    return float(n_active) / n_tokens
+
+
+def train_ours(train_x, batches, eval_x, args, lr: float) -> tuple[float, float]:
+    from sae_training.architectures import StepInput
+    from sae_training.architectures.topk import TopKConfig, TopKTrainer
+
+    torch.manual_seed(0)
+    sae = TopKTrainer(TopKConfig(d_in=train_x.shape[1], d_sae=args.width, k=args.k))
+    sae.init_biases(train_x[batches[0]], train_x[batches[0]], "geometric_median")
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
+    dead = torch.zeros(args.width, dtype=torch.bool)
+    for idx in batches:
+        loss = sae.sparse_training_step(StepInput(train_x[idx], dead)).loss
+        opt.zero_grad()
+        loss.backward()
+        sae.remove_parallel_decoder_grad()
+        opt.step()
+        sae.normalize_decoder()
+    with torch.no_grad():
+        code, _, _ = sae.sparse_encode(eval_x)
+        return fvu(sae.reconstruct(code, eval_x), eval_x), l0((code.acts != 0).sum(), len(eval_x))
+
+
+def train_theirs(train_x, batches, eval_x, args, lr: float) -> tuple[float, float]:
+    from sae_lens.saes.sae import TrainStepInput
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    torch.manual_seed(0)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=train_x.shape[1], d_sae=args.width, k=args.k))
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    dead = torch.zeros(args.width, dtype=torch.bool)
+    for i, idx in enumerate(batches):
+        loss = sae.training_forward_pass(TrainStepInput(train_x[idx], {}, dead, i, False)).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), 1.0)  # as sae-lens's SAETrainer does
+        opt.step()
+    with torch.no_grad():
+        z = sae.encode(eval_x)
+        return fvu(sae.decode(z), eval_x), l0((z != 0).sum(), len(eval_x))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default")
+    p.add_argument("--hook", default="blocks.3.hook_resid_post")
+    p.add_argument("--width", type=int, default=2048)
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--train-contexts", type=int, default=2304, help="contexts of 64 tokens to train on")
+    p.add_argument("--lrs", default="1e-3,3e-3,1e-2")
+    args = p.parse_args()
+
+    from circuitkit.models import load_model
+    from sae_training.activations.model_source import activations
+    from sae_training.activations.text import context_batches
+
+    model = load_model(args.model, device="cpu")
+
+    def acts(split: str, n_contexts: int) -> torch.Tensor:
+        batches = context_batches(model.tokenizer, "builtin", 64, 64, split, 0)
+        return torch.cat(
+            [activations(model, next(batches), [args.hook])[args.hook] for _ in range(n_contexts // 64)]
+        )
+
+    train_x, eval_x = acts("train", args.train_contexts), acts("eval", 128)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, train_x.shape[0], (args.batch,), generator=g) for _ in range(args.steps)]
+    print(
+        f"{args.model} {args.hook}: width {args.width}, k {args.k}, batch {args.batch}, "
+        f"{args.steps} steps on {train_x.shape[0]:,} training rows; held-out FVU on {eval_x.shape[0]:,} rows"
+    )
+    for lr in (float(s) for s in args.lrs.split(",")):
+        t = time.perf_counter()
+        ours = train_ours(train_x, batches, eval_x, args, lr)
+        t_ours = time.perf_counter() - t
+        t = time.perf_counter()
+        theirs = train_theirs(train_x, batches, eval_x, args, lr)
+        t_theirs = time.perf_counter() - t
+        print(
+            f"  lr {lr:g}: ours FVU {ours[0]:.4f} L0 {ours[1]:.1f}   sae-lens FVU {theirs[0]:.4f} L0 "
+            f"{theirs[1]:.1f}   (train time ours {t_ours:.0f} s, "
+            f"sae-lens {t_theirs:.0f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
