@@ -9,7 +9,9 @@ Speed comes from computing only what a patch can change and the metric can read:
 - the components of one layer are patched together, one copy per component stacked on the batch axis;
 - a pass starts at the patched layer from the target run's residual stream (earlier layers are unchanged);
 - a patch at position p leaves positions < p unchanged (causal attention), so those positions are not
-  recomputed: attention reads their keys and values from the target run;
+  recomputed: attention reads their keys and values from the target run; and where the value written
+  equals the target's own (the clean and corrupted prompts' shared prefix) a patch changes nothing, so
+  sweeps start at the first position where the two runs differ;
 - a metric that reads only the last position (every ``TaskDataset`` metric) gets the last layer's
   queries, MLP and unembedding at that position alone.
 
@@ -185,11 +187,10 @@ def activation_patching(
     last_only = reads_last_position_only(metric) if last_position_only is None else last_position_only
     runner = _Runner(model, last_only)
     # Reusing the unchanged positions before a patch needs the target run's keys and values.
-    reuse_prefix = last_only and runner.standard and fam.by_pos
-    resid_names = {f"blocks.{layer}.hook_resid_pre" for layer in layers}
+    reuse_prefix = last_only and runner.standard
+    resid_names = {f"blocks.{layer}.hook_resid_pre" for layer in layers} | set(hooks)
     if reuse_prefix:
-        first = min(layers)
-        for layer in range(first, model.cfg.n_layers):
+        for layer in range(min(layers), model.cfg.n_layers):
             resid_names |= {f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_v"}
 
     with torch.no_grad():
@@ -201,12 +202,18 @@ def activation_patching(
         batch, seq_len = target.shape
         perm = resample_permutation(batch, seed, device)
         comps = _components(fam, model.cfg.n_heads, seq_len)
-        chunks = _chunks(comps, batch, seq_len, max_batch, max_tokens, by_pos=reuse_prefix)
         per_layer: list[Tensor] = []
         bar = tqdm(total=len(layers) * len(comps), desc=f"patch {family}", disable=not progress)
         for layer, hook in zip(layers, hooks, strict=True):
             value = source_values(src_cache[hook], ablation, perm)
-            scores = torch.empty(len(comps), dtype=torch.float64)
+            # Where the written value equals the target's own (the prompts' shared prefix, when patching
+            # in the other run's values), a patch changes nothing: the metric stays at the baseline.
+            first = _first_change(value, tgt_cache[hook], _seq_axis(fam))
+            scores = torch.full((len(comps),), base_tgt, dtype=torch.float64)
+            chunks = _chunks(
+                comps, batch, seq_len, max_batch, max_tokens, first=first, reuse_prefix=reuse_prefix
+            )
+            bar.update(len(comps) - sum(len(idx) for idx, _ in chunks))
             for idx, start in chunks:
                 chunk = [comps[i] for i in idx]
                 n = len(chunk)
@@ -243,6 +250,18 @@ _MIN_TOKENS = 1024
 """Fewest token positions worth a forward pass of their own: smaller ones are mostly Python overhead."""
 
 
+def _seq_axis(fam: Family) -> int:
+    """The activation's (query) position axis: 2 for ``hook_pattern`` [batch, head, q, k], else 1."""
+    return 2 if fam.hook_kind == "hook_pattern" else 1
+
+
+def _first_change(value: Tensor, target: Tensor, axis: int) -> int:
+    """First position where the value written differs from the target's own activation (or its length)."""
+    differs = (value != target).movedim(axis, 0).flatten(1).any(1)
+    hits = torch.nonzero(differs)
+    return int(hits[0]) if len(hits) else differs.shape[0]
+
+
 def _chunks(
     comps: list[tuple[int | None, int | None]],
     batch: int,
@@ -250,20 +269,30 @@ def _chunks(
     max_batch: int,
     max_tokens: int,
     *,
-    by_pos: bool,
+    first: int = 0,
+    reuse_prefix: bool = False,
 ) -> list[tuple[list[int], int]]:
     """Split one layer's components into forward passes: ``(component indices, first position run)``.
 
-    Without position reuse every pass runs all positions. With it, components are taken in order of
-    their position and a pass starts at its earliest one — positions before a patch are the target run's
-    — so late patches run short sequences; a pass grows until it is worth its overhead (``_MIN_TOKENS``)
-    and never past ``max_tokens``.
+    Components at a position before ``first`` (where patching changes nothing) are left out. With
+    ``reuse_prefix`` positions before a pass's start come from the target run: a family over all
+    positions starts at ``first``; a family by position takes components in order of position and a pass
+    starts at its earliest one, so late patches run short sequences — a pass grows until it is worth its
+    overhead (``_MIN_TOKENS``) and never past ``max_tokens``.
     """
+    if first >= seq_len:
+        return []
+    by_pos = comps[0][1] is not None
     if not by_pos:
-        per = max(1, min(max_batch, max_tokens // seq_len) // batch)
+        start = first if reuse_prefix else 0
+        per = max(1, min(max_batch, max_tokens // (seq_len - start)) // batch)
         idx = list(range(len(comps)))
-        return [(idx[i : i + per], 0) for i in range(0, len(idx), per)]
-    order = sorted(range(len(comps)), key=lambda i: comps[i][1])  # type: ignore[arg-type,return-value]
+        return [(idx[i : i + per], start) for i in range(0, len(idx), per)]
+    keep = [i for i in range(len(comps)) if comps[i][1] >= first]  # type: ignore[operator]
+    if not reuse_prefix:
+        per = max(1, min(max_batch, max_tokens // seq_len) // batch)
+        return [(keep[i : i + per], 0) for i in range(0, len(keep), per)]
+    order = sorted(keep, key=lambda i: comps[i][1])  # type: ignore[arg-type,return-value]
     out: list[tuple[list[int], int]] = []
     cur: list[int] = []
     start = 0
@@ -289,8 +318,9 @@ def _patch_hook(fam: Family, chunk, value: Tensor, batch: int, start: int):
     n = len(chunk)
     if start:
         # The hook sees positions start.. only (the earlier ones come from the key/value prefix).
-        value = value.narrow(fam.pos_axis, start, value.shape[fam.pos_axis] - start)
-        chunk = [(h, p - start) for h, p in chunk]
+        axis = _seq_axis(fam)
+        value = value.narrow(axis, start, value.shape[axis] - start)
+        chunk = [(h, None if p is None else p - start) for h, p in chunk]
 
     def hook_fn(act: Tensor, hook) -> Tensor:
         act = act.view(n, batch, *act.shape[1:])

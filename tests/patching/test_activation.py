@@ -101,14 +101,28 @@ def test_last_position_path_on_deeper_model_with_rotary():
 def test_chunks_cover_each_component_once_and_start_before_it():
     comps = _components(get_family("head_pos"), n_heads=3, seq_len=7)
     for max_tokens in (1, 50, 10_000):
-        chunks = _chunks(comps, batch=4, seq_len=7, max_batch=64, max_tokens=max_tokens, by_pos=True)
-        seen = sorted(i for idx, _ in chunks for i in idx)
-        assert seen == list(range(len(comps)))
-        for idx, start in chunks:
-            assert all(comps[i][1] >= start for i in idx)
-            assert len(idx) * 4 <= 64
+        for first in (0, 3):
+            chunks = _chunks(comps, 4, 7, 64, max_tokens, first=first, reuse_prefix=True)
+            seen = sorted(i for idx, _ in chunks for i in idx)
+            assert seen == [i for i, (_, p) in enumerate(comps) if p >= first]
+            for idx, start in chunks:
+                assert all(comps[i][1] >= start >= first for i in idx)
+                assert len(idx) * 4 <= 64
     # Late positions run short sequences: some pass starts after position 0.
-    assert max(start for _, start in _chunks(comps, 4, 7, 64, 10_000, by_pos=True)) > 0
+    assert max(start for _, start in _chunks(comps, 4, 7, 64, 10_000, reuse_prefix=True)) > 0
+    heads = _components(get_family("head"), n_heads=3, seq_len=7)
+    assert {start for _, start in _chunks(heads, 4, 7, 64, 10_000, first=5, reuse_prefix=True)} == {5}
+    assert _chunks(heads, 4, 7, 64, 10_000, first=7, reuse_prefix=True) == []
+
+
+def test_patches_before_the_first_difference_leave_the_baseline_exactly(small_random):
+    """Prompts sharing a prefix: patching there writes the target's own values, so nothing changes."""
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 3, 9, seed=5, n_diff=1)
+    first = int((clean != corrupted).any(0).nonzero()[0])
+    assert first > 1
+    res = activation_patching(small_random, clean, corrupted, last_position_metric(metric), "resid_pre")
+    assert (res.scores[:, :first] == res.baseline_target).all()
+    assert (res.scores[0, first:] != res.baseline_target).any()
 
 
 def test_mean_ablation_equals_transformer_lens_with_mean_cache(small_random):
