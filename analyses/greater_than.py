@@ -324,10 +324,13 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   (precision at k = 1 is 0); activation patching and AtP rank it first.
 # * **Faithfulness**: the found circuit (L0H7, L2H1 and every MLP) gives 0.897, the ground truth's
 #   single head 0.873; the complement gives 0.001, so the circuit is complete.
-# * **Dictionary features (step 6)**: the transcoders of the two key MLP layers and the shipped
-#   attention SAE (layer 3: none is shipped for layer 0, where L0H7 is) split each component's AtP
-#   exactly into latents plus an error node (checked in the cell). In the preview run the strongest
-#   MLP-0 latents fired at the last position only for some YY ranges and not on the YY = 01
-#   corruption — the kind of YY-range feature Dunefsky et al. report in GPT-2 — while the error node
-#   still carried most of MLP 0's attribution. [TO RE-CHECK after the final run with the retrained
-#   dictionaries: the error node's share, the strongest latents and their YY profile.]
+# * **Dictionary features (step 6)**: the shipped transcoders of MLP 0 and MLP 2 and the layer-0
+#   attention SAE (L0H7's layer), spliced in together, split each component's AtP exactly into latents
+#   plus an error node (largest gap 1.9e-08). Latents carry 0.227 of MLP 0's 0.303, 0.099 of MLP 2's
+#   0.130 and 0.215 of the attention output's 0.336; attention-SAE latent 187 alone carries 0.114, and
+#   it and latent 103 (0.061) are written mainly by L0H7 (decoder share 46 % / 36 %). **YY-range
+#   features, as Dunefsky et al. found in GPT-2**: the strongest MLP-0 transcoder latent (364) fires at the
+#   last position only for YY between about 28 and 84 (peak near YY = 60) and the strongest MLP-2 latent
+#   (345) for YY between about 49 and 84 (peak near 70); both are silent for YY below 25 and above 88.
+#   Several top latents (MLP 0 #196 and #430, MLP 2 #345 and #86) have mean activation 0.000 on the
+#   YY = 01 corruptions, so patching them in is part of what restores "later than YY".
