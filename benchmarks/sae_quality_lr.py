@@ -3,7 +3,12 @@ in-memory activations with the same batches, for a few learning rates.
 
 The two parameterise the decoder differently (ours: unit-norm rows with the parallel gradient removed,
 Gao et al. 2024; sae-lens: free rows initialised at norm 0.1 with TopK on decoder-norm-scaled
-activations), so one shared learning rate favours one of them; this sweep shows both at each rate.
+activations), so one shared learning rate favours one of them: sae-lens's rows at norm 0.1 move about
+10x further in direction per Adam step than our unit-norm rows. This sweep shows both at each rate and,
+for a fair comparison, each at its own best rate. "ours" is the trainer's default init (tied encoder
+scaled by the least-squares s on the first batch, ``fit_encoder_scale``); "ours s=1" is plain tied init.
+``--normalize`` rescales all activations (both trainers) by one constant so the mean norm is sqrt(d_in),
+as Gao et al. 2024 train on normalised inputs; FVU does not depend on that constant.
 
     python benchmarks/sae_quality_lr.py --model default --hook blocks.3.hook_resid_post --width 2048 --k 32
 """
@@ -24,13 +29,14 @@ def l0(n_active: torch.Tensor, n_tokens: int) -> float:
     return float(n_active) / n_tokens
 
 
-def train_ours(train_x, batches, eval_x, args, lr: float) -> tuple[float, float]:
+def train_ours(train_x, batches, eval_x, args, lr: float, fit: bool = True) -> tuple[float, float]:
     from sae_training.architectures import StepInput
     from sae_training.architectures.topk import TopKConfig, TopKTrainer
 
     torch.manual_seed(0)
-    sae = TopKTrainer(TopKConfig(d_in=train_x.shape[1], d_sae=args.width, k=args.k))
+    sae = TopKTrainer(TopKConfig(d_in=train_x.shape[1], d_sae=args.width, k=args.k, fit_encoder_scale=fit))
     sae.init_biases(train_x[batches[0]], train_x[batches[0]], "geometric_median")
+    sae.fit_encoder_scale(train_x[batches[0]])  # as the trainer does at step 0
     opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
     dead = torch.zeros(args.width, dtype=torch.bool)
     for idx in batches:
@@ -73,7 +79,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--train-contexts", type=int, default=2304, help="contexts of 64 tokens to train on")
-    p.add_argument("--lrs", default="1e-3,3e-3,1e-2")
+    p.add_argument("--lrs", default="1e-3,3e-3,1e-2,3e-2")
+    p.add_argument("--normalize", action="store_true", help="scale activations to mean norm sqrt(d_in)")
+    p.add_argument("--plain-tied", action="store_true", help="also train ours with s = 1 (plain tied init)")
     args = p.parse_args()
 
     from circuitkit.models import load_model
@@ -89,25 +97,33 @@ def main() -> None:
         )
 
     train_x, eval_x = acts("train", args.train_contexts), acts("eval", 128)
+    if args.normalize:
+        c = train_x.shape[1] ** 0.5 / float(train_x.norm(dim=-1).mean())
+        train_x, eval_x = train_x * c, eval_x * c
     g = torch.Generator().manual_seed(1)
     batches = [torch.randint(0, train_x.shape[0], (args.batch,), generator=g) for _ in range(args.steps)]
     print(
         f"{args.model} {args.hook}: width {args.width}, k {args.k}, batch {args.batch}, "
         f"{args.steps} steps on {train_x.shape[0]:,} training rows; held-out FVU on {eval_x.shape[0]:,} rows"
+        + ("; activations normalised to mean norm sqrt(d_in)" if args.normalize else "; raw activations")
     )
+    best: dict[str, tuple[float, float, float]] = {}
     for lr in (float(s) for s in args.lrs.split(",")):
-        t = time.perf_counter()
-        ours = train_ours(train_x, batches, eval_x, args, lr)
-        t_ours = time.perf_counter() - t
-        t = time.perf_counter()
-        theirs = train_theirs(train_x, batches, eval_x, args, lr)
-        t_theirs = time.perf_counter() - t
-        print(
-            f"  lr {lr:g}: ours FVU {ours[0]:.4f} L0 {ours[1]:.1f}   sae-lens FVU {theirs[0]:.4f} L0 "
-            f"{theirs[1]:.1f}   (train time ours {t_ours:.0f} s, "
-            f"sae-lens {t_theirs:.0f} s)",
-            flush=True,
-        )
+        runs = [("ours", train_ours, {})]
+        if args.plain_tied:
+            runs.append(("ours s=1", train_ours, {"fit": False}))
+        runs.append(("sae-lens", train_theirs, {}))
+        parts = []
+        for name, run, kw in runs:
+            t = time.perf_counter()
+            f, n = run(train_x, batches, eval_x, args, lr, **kw)
+            parts.append(f"{name} FVU {f:.4f} L0 {n:.1f} ({time.perf_counter() - t:.0f} s)")
+            if name not in best or f < best[name][0]:
+                best[name] = (f, n, lr)
+        print(f"  lr {lr:g}: " + "   ".join(parts), flush=True)
+    print("  each at its own best lr (the fair comparison; the two parameterise step size differently):")
+    for name, (f, n, lr) in best.items():
+        print(f"    {name:9s} FVU {f:.4f} L0 {n:.1f} at lr {lr:g}")
 
 
 if __name__ == "__main__":

@@ -299,10 +299,11 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
             batch = source.next_batch()
             if step == 0 and resumed is None:
                 init_target = batch.target if batch.target is not None else batch.x
+                init_x = all_gather_rows(batch.x, info)
                 if cfg.b_dec_init != "zeros":
-                    sae.init_biases(
-                        all_gather_rows(batch.x, info), all_gather_rows(init_target, info), cfg.b_dec_init
-                    )
+                    sae.init_biases(init_x, all_gather_rows(init_target, info), cfg.b_dec_init)
+                # After b_pre is set (the fit centres on it); every rank sees the same gathered rows.
+                sae.fit_encoder_scale(init_x)
             dead = tokens_since_fired >= cfg.dead_tokens
             step_in = StepInput(batch.x, dead, step, target=batch.target, grad=batch.grad, seed=cfg.seed)
             sae.train()

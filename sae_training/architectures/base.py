@@ -52,6 +52,9 @@ class SparseCoderTrainingConfig(TrainingSAEConfig):
     """Weight of the auxiliary (AuxK) loss, alpha in Gao et al. 2024."""
     decoder_init_norm: float | None = 1.0
     """Decoder rows start (and stay) at unit norm."""
+    fit_encoder_scale: bool = True
+    """Scale the tied encoder (W_enc = s * W_dec^T) so the first batch's initial reconstruction has the
+    least-squares scale (see ``fit_encoder_scale``). False keeps s = 1 (plain tied init)."""
 
     @classmethod
     def architecture(cls) -> str:  # pragma: no cover - abstract in practice
@@ -283,6 +286,34 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         transcoders."""
         data = target.to(self.dtype)
         self.b_dec.data.copy_(geometric_median(data) if method == "geometric_median" else data.mean(0))
+
+    @torch.no_grad()
+    def fit_encoder_scale(self, x: Float[Tensor, "n d_in"]) -> float:
+        """Scale a tied encoder by the s minimising ||s * W_dec^T z(x) - (x - b_pre)||^2 on ``x``.
+
+        Gao et al. 2024 (section 2.3) start the encoder at the decoder's transpose, but with unit-norm
+        rows the initial code overshoots: the k selected rows are the ones most aligned with the input,
+        so their summed projections overshoot it (least-squares s = 0.57 on ck-6l's block-3 residual
+        stream, width 2048, k 32), and Adam's first steps are spent shrinking the encoder. b_enc is zero
+        at init and every selection rule here (TopK, |TopK|, batch choice, g-SAE scores) ranks by a
+        positively homogeneous score, so scaling W_enc by s > 0 keeps the selected latents and scales
+        their activations by s: the fit is exact, in closed form. (sae-lens shrinks both sides instead,
+        rows at norm 0.1, Anthropic's April 2024 update; ours keeps the decoder at unit norm.) Only for
+        tied SAEs (encoder = decoder^T); returns s (1.0 if skipped).
+        """
+        tied = self.cfg.d_in == self.cfg.d_target and self.cfg.apply_b_dec_to_input
+        if not (self.cfg.fit_encoder_scale and tied):
+            return 1.0
+        x = x.to(self.dtype)
+        code, x_centered, _ = self.sparse_encode(x)
+        dictionary = sparse_decode(code, self.W_dec, torch.zeros_like(self.b_dec))
+        denom = dictionary.pow(2).sum()
+        if denom <= 0:  # nothing selected (e.g. all pre-activations negative): leave the init alone
+            return 1.0
+        s = float((dictionary * x_centered).sum() / denom)
+        if s > 0:
+            self.W_enc.mul_(s)
+        return s
 
     # ---- the dense sae-lens API (inference-style calls, sae-lens's own trainer) --------------------
     def encode_with_hidden_pre(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -175,3 +175,32 @@ def test_attention_head_attribution_through_W_O():
     assert torch.allclose(attr[1], torch.stack([p0, 0 * p0, 0 * p0, p3]) / (p0 + p3))
     with pytest.raises(ValueError, match="not trained on this layer's hook_z"):
         head_attribution(torch.zeros(2, 5), W_O)
+
+
+@pytest.mark.parametrize("name", ["topk", "abstopk", "matryoshka", "mutual_choice"])
+def test_fit_encoder_scale_is_least_squares_and_keeps_the_selection(name):
+    sae = make(name, d_in=32, d_sae=256, k=8)
+    x = torch.randn(500, 32) * 3 + 1
+    sae.init_biases(x, x, "mean")
+    before, xc, _ = sae.sparse_encode(x)
+    s = sae.fit_encoder_scale(x)
+    after, _, _ = sae.sparse_encode(x)
+    # Same latents, activations scaled by s (b_enc is zero at init, selection is scale-free).
+    assert 0 < s < 1
+    assert torch.equal(before.rows, after.rows) and torch.equal(before.cols, after.cols)
+    torch.testing.assert_close(after.acts, s * before.acts, rtol=1e-4, atol=1e-5)
+    # Least squares: the residual is orthogonal to the dictionary part, and no other scale does better.
+    part = (after.to_dense(256) @ sae.W_dec).detach()
+    assert abs(float((part * (xc - part)).sum())) < 1e-3 * float(part.pow(2).sum())
+    err = lambda c: float((c * part - xc).pow(2).sum())  # noqa: E731
+    assert err(1.0) < min(err(0.95), err(1.05), err(1 / s))
+
+
+def test_fit_encoder_scale_skips_untied_and_opt_out():
+    x = torch.randn(100, 16)
+    tc = make("transcoder")
+    w = tc.W_enc.detach().clone()
+    assert tc.fit_encoder_scale(x) == 1.0 and torch.equal(tc.W_enc, w)
+    off = make("topk", fit_encoder_scale=False)
+    w = off.W_enc.detach().clone()
+    assert off.fit_encoder_scale(x) == 1.0 and torch.equal(off.W_enc, w)
