@@ -246,6 +246,23 @@ def activation_patching(
     )
 
 
+def metric_logits(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], last_only: bool
+) -> Float[Tensor, "batch pos vocab"]:
+    """The model's logits on ``tokens`` as a metric needs them, under whatever hooks are active.
+
+    With ``last_only`` (a metric that reads only the last position) the final norm and the unembedding
+    run at the last position alone — on a small model with a large vocabulary the unembedding is a
+    fifth of the forward pass — and the logits have one position.
+    """
+    if not last_only:
+        return model(tokens, return_type="logits")
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)[:, -1:]
+    if model.cfg.normalization_type is not None:
+        resid = model.ln_final(resid)
+    return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
+
+
 _MIN_TOKENS = 1024
 """Fewest token positions worth a forward pass of their own: smaller ones are mostly Python overhead."""
 

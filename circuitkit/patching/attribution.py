@@ -37,10 +37,12 @@ from circuitkit.patching.activation import (
     Metric,
     check_inputs,
     check_metric,
+    metric_logits,
     resample_permutation,
     source_values,
 )
 from circuitkit.patching.scores import EstimatedEffects
+from circuitkit.tasks.metrics import reads_last_position_only
 
 Hook = tuple[str, Callable]
 QK_FAMILIES = ("head_q", "head_k", "head_q_pos", "head_k_pos")
@@ -88,8 +90,8 @@ def grad_run(
     hooks = [("hook_embed", leaf), ("hook_pos_embed", leaf), *extra_hooks]
     hooks += [(name, capture) for name in dict.fromkeys(hook_names)]
     keys = list(dict.fromkeys(hook_names))
-    with torch.enable_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        logits = metric_logits(model, tokens, reads_last_position_only(metric))
         m = check_metric(metric(logits))
         inputs = [acts[n] for n in keys]
         grads = torch.autograd.grad(m, inputs, allow_unused=True)
@@ -165,8 +167,13 @@ def source_deltas(
 ) -> tuple[float, dict[str, Tensor]]:
     """Run the source prompts once (no grad): the source metric and a_source - a_target per hook."""
     names = list(target_acts)
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(source, names_filter=lambda n: n in names)
+    cache: dict[str, Tensor] = {}
+
+    def keep(act: Tensor, hook) -> None:
+        cache[hook.name] = act
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(n, keep) for n in names]):
+        logits = metric_logits(model, source, reads_last_position_only(metric))
         base = float(check_metric(metric(logits)))
     perm = resample_permutation(source.shape[0], seed, source.device)
     return base, {n: source_values(cache[n], ablation, perm) - target_acts[n] for n in names}

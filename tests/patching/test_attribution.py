@@ -156,3 +156,18 @@ def test_families_as_a_string(small_random):
     two = attribution_patching(small_random, clean, corrupted, metric, "head, mlp_out")
     assert list(one.grids) == ["head"] and list(two.grids) == ["head", "mlp_out"]
     torch.testing.assert_close(one.grids["head"], two.grids["head"])
+
+
+@pytest.mark.parametrize("method", [attribution_patching, relevance_patching])
+def test_last_position_metric_gives_the_same_estimates(small_random, method):
+    """A metric marked as reading only the last position gets last-position logits: same numbers."""
+    from circuitkit.tasks.metrics import last_position_metric
+
+    clean, corrupted, metric = pair_tokens(small_random.cfg.d_vocab, 3, 7, seed=6)
+    fams = ["resid_pre", "head", "mlp_out"]
+    full = method(small_random, clean, corrupted, metric, fams)
+    last = method(small_random, clean, corrupted, last_position_metric(lambda x: metric(x)), fams)
+    assert last.baseline_target == pytest.approx(full.baseline_target, rel=1e-12)
+    assert last.baseline_source == pytest.approx(full.baseline_source, rel=1e-12)
+    for f in fams:
+        torch.testing.assert_close(last.grids[f], full.grids[f], rtol=1e-9, atol=1e-12)
