@@ -3,7 +3,9 @@ k, batch and text, in one process.
 
 Prints (1) end-to-end training tokens/s (LM forward + SAE step, both on the fly), (2) SAE-step-only
 tokens/s on identical pre-computed activations, (3) held-out FVU / L0 / CE-loss recovered of both trained
-dictionaries, evaluated by the same code. Usage:
+dictionaries, evaluated by the same code. Both train at the same --lr, which favours sae-lens (its decoder
+rows at norm 0.1 turn ~10x more per Adam step than our unit-norm rows); sae_quality_lr.py compares each at
+its own best lr. Usage:
 
     python benchmarks/sae_topk_vs_saelens.py --model default --hook blocks.3.hook_resid_post \
         --width 2048 --k 32 --batch 4096 --tokens 400000
