@@ -46,14 +46,19 @@ class DataConfig:
     """Model: a built-in name (tiny, default), a model folder, or a TransformerLens pretrained name."""
     text: str = "builtin"
     """Text source: 'builtin' (Python docs prose + task sentences, the zoo's mix), a file or folder of
-    .txt/.rst/.md files, 'hf:<dir>' (a Hugging Face datasets folder saved with save_to_disk), or
-    'tasks:ioi,greater_than,filler' (generated sentences only)."""
+    .txt/.rst/.md files, 'hf:<dir>' (a Hugging Face datasets folder saved with save_to_disk, of text or
+    of token ids), or 'tasks:ioi,greater_than,filler' (generated sentences only)."""
     text_column: str = "text"
-    """Column holding the text in a Hugging Face datasets folder."""
+    """Column holding the text in a Hugging Face datasets folder, or its token ids (e.g. input_ids:
+    rows that are whole contexts, BOS first, are used as they are; other rows are packed)."""
     context_size: int = 64
     """Tokens per context (BOS first); the BOS position is never trained on."""
     model_batch_size: int = 32
     """Contexts per model forward pass when computing activations."""
+    lean_forward: bool = True
+    """Compute activations with the fused no-grad forward (sae_training/activations/lean_forward.py:
+    same values as TransformerLens's run_with_cache to float rounding, checked against it on first use,
+    ~1.5x faster); False, or an architecture it does not cover, uses run_with_cache."""
     device: str | None = None
     """Torch device (None: CUDA when available, else CPU)."""
     seed: int = 0

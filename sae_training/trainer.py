@@ -31,6 +31,7 @@ from sae_training.distributed import (
     shutdown,
     wrap,
 )
+from sae_training.runtime import keep_freed_memory
 
 # Fields that may change between a run and its resumption without changing what it computes.
 RESUMABLE_FIELDS = {"resume", "progress", "checkpoint_every", "log_every", "device", "out_dir", "wandb",
@@ -131,7 +132,8 @@ def make_source(cfg: TrainConfig, model, info: DistInfo, device: torch.device):
         with_gradients=cfg.architecture == "gsae", text=cfg.text, text_column=cfg.text_column,
         context_size=cfg.context_size, model_batch_size=cfg.model_batch_size,
         buffer_tokens=cfg.buffer_tokens // info.world_size, batch_size=local_batch,
-        seed=cfg.seed + 7919 * info.rank, device=device,
+        seed=cfg.seed + 7919 * info.rank, device=device, lean_forward=cfg.lean_forward,
+        total_rows=cfg.n_steps * local_batch,
     )  # fmt: skip
 
 
@@ -196,6 +198,8 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
         raise ConfigError(f"batch_size {cfg.batch_size} must divide evenly among {info.world_size} processes")
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
+    if device.type == "cpu":
+        keep_freed_memory()
 
     meta_model = cfg.model
     source_d_in = None

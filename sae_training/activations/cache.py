@@ -26,6 +26,7 @@ from sae_training.activations.model_source import activations, activations_with_
 from sae_training.activations.source import Batch
 from sae_training.activations.text import context_batches
 from sae_training.config import CacheConfig, ConfigError
+from sae_training.runtime import keep_freed_memory
 
 META = "meta.json"
 
@@ -39,6 +40,8 @@ def write_cache(cfg: CacheConfig, model: HookedTransformer, model_name: str) -> 
     cfg.validate()
     for h in cfg.hooks:
         check_hook(model, h)
+    if model.cfg.device is None or str(model.cfg.device).startswith("cpu"):
+        keep_freed_memory()
     root = Path(cfg.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     storage = np.float16 if cfg.storage_dtype == "float16" else np.float32
@@ -67,7 +70,7 @@ def write_cache(cfg: CacheConfig, model: HookedTransformer, model_name: str) -> 
         if cfg.with_gradients:
             acts, grads = activations_with_gradients(model, tokens, cfg.hooks)
         else:
-            acts, grads = activations(model, tokens, cfg.hooks), {}
+            acts, grads = activations(model, tokens, cfg.hooks, lean=cfg.lean_forward), {}
         if not widths:
             widths = {h: int(a.shape[1]) for h, a in acts.items()}
         n_new = next(iter(acts.values())).shape[0]

@@ -14,6 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from sae_training.activations.lean_forward import try_lean
 from sae_training.config import ConfigError
 
 
@@ -67,11 +68,18 @@ def activations(
     tokens: Int[Tensor, "batch pos"],
     hooks: list[str],
     head_index: int | None = None,
+    lean: bool = True,
 ) -> dict[str, Float[Tensor, "n_tokens d"]]:
-    """Activations at ``hooks`` for every non-BOS token, as [batch * (pos - 1), d]."""
-    layers = [_stop(h, model) for h in hooks]
-    stop = None if any(s is None for s in layers) else max(layers)  # type: ignore[type-var]
-    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hooks, stop_at_layer=stop)
+    """Activations at ``hooks`` for every non-BOS token, as [batch * (pos - 1), d].
+
+    ``lean``: use the fused forward of ``lean_forward`` where it applies (checked against
+    TransformerLens on first use; ~1.5x faster on the built-in models), else ``run_with_cache``.
+    """
+    cache = try_lean(model, tokens, hooks) if lean else None
+    if cache is None:
+        layers = [_stop(h, model) for h in hooks]
+        stop = None if any(s is None for s in layers) else max(layers)  # type: ignore[type-var]
+        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hooks, stop_at_layer=stop)
     out = {}
     for h in hooks:
         act = flatten_activation(cache[h], h, head_index)[:, 1:]
