@@ -43,6 +43,9 @@ def main() -> None:
     model = load_model(args.model, device=args.device)
     tokens = next(context_batches(model.tokenizer, "builtin", args.context, args.contexts, "train", 0))
     n_tok = tokens.shape[0] * (tokens.shape[1] - 1)
+    # TransformerLens (run_with_cache / run_with_hooks) against our lean pass, for both kinds of batch.
+    t_fwd_tl = timed(lambda: activations(model, tokens, [args.hook], lean=False), args.repeats)
+    t_bwd_tl = timed(lambda: activations_with_gradients(model, tokens, [args.hook], lean=False), args.repeats)
     t_fwd = timed(lambda: activations(model, tokens, [args.hook]), args.repeats)
     t_bwd = timed(lambda: activations_with_gradients(model, tokens, [args.hook]), args.repeats)
     acts, grads = activations_with_gradients(model, tokens, [args.hook])
@@ -53,6 +56,10 @@ def main() -> None:
     t_topk = timed(lambda: topk.sparse_training_step(StepInput(x)).loss.backward(), args.repeats)
     t_gsae = timed(lambda: gsae.sparse_training_step(StepInput(x, grad=g)).loss.backward(), args.repeats)
     print(f"{args.model} {args.hook}, {n_tok} tokens per batch, device {args.device}")
+    print(
+        f"  TransformerLens: forward {n_tok / t_fwd_tl:,.0f} tok/s, forward + backward "
+        f"{n_tok / t_bwd_tl:,.0f} tok/s; lean pass {t_fwd_tl / t_fwd:.2f}x / {t_bwd_tl / t_bwd:.2f}x faster"
+    )
     print(
         f"  activations: LM forward (stops at the hook's layer) {n_tok / t_fwd:,.0f} tok/s; "
         f"forward + backward for dL/dx {n_tok / t_bwd:,.0f} tok/s  -> {t_bwd / t_fwd:.2f}x the time"

@@ -80,7 +80,9 @@ class ShufflingBuffer:
             tokens = next(self._context_iter())
             self.contexts_consumed += tokens.shape[0]
             if self.with_gradients:
-                acts, grads = activations_with_gradients(self.model, tokens, hooks, self.head_index)
+                acts, grads = activations_with_gradients(
+                    self.model, tokens, hooks, self.head_index, lean=self.lean_forward
+                )
                 parts["grad"].append(grads[self.hook].to(self.device))
             else:
                 acts = activations(self.model, tokens, hooks, self.head_index, lean=self.lean_forward)

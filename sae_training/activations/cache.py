@@ -68,7 +68,7 @@ def write_cache(cfg: CacheConfig, model: HookedTransformer, model_name: str) -> 
     while written < cfg.n_tokens:
         tokens = next(contexts)
         if cfg.with_gradients:
-            acts, grads = activations_with_gradients(model, tokens, cfg.hooks)
+            acts, grads = activations_with_gradients(model, tokens, cfg.hooks, lean=cfg.lean_forward)
         else:
             acts, grads = activations(model, tokens, cfg.hooks, lean=cfg.lean_forward), {}
         if not widths:

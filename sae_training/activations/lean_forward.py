@@ -36,6 +36,7 @@ from transformer_lens.components import (
     LayerNormPre,
     PosEmbed,
     TransformerBlock,
+    Unembed,
 )
 
 _ACT_FNS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -77,9 +78,19 @@ _TOP_HOOKS = ("hook_embed", "hook_pos_embed")
 _MLP_PART = re.compile(r"mlp|ln2|resid_mid")
 
 
-def lean_unsupported(model: HookedTransformer, hooks: Sequence[str]) -> str | None:
-    """Why the lean pass cannot serve ``hooks`` for ``model`` (None: it can)."""
+def lean_unsupported(model: HookedTransformer, hooks: Sequence[str], gradients: bool = False) -> str | None:
+    """Why the lean pass cannot serve ``hooks`` for ``model`` (None: it can); ``gradients``: also the
+    LM-loss gradients, which need ln_final and the unembedding."""
     cfg = model.cfg
+    if gradients:
+        if type(model.unembed) is not Unembed or getattr(cfg, "output_logits_soft_cap", -1.0) > 0:
+            return "non-standard unembedding"
+        if type(model.ln_final) not in (LayerNorm, LayerNormPre, torch.nn.Identity):
+            return f"final norm class {type(model.ln_final).__name__}"
+        if any(h.endswith("ln1.hook_normalized") for h in hooks):
+            # TransformerLens runs ln1 once each for the Q, K and V inputs; its probe sees the V path's
+            # gradient only. Matching that here would mean copying the quirk: leave the hook to TL.
+            return "ln1.hook_normalized gradients (TransformerLens hooks it once per Q, K and V input)"
     for name, default in _DEFAULTS.items():
         if getattr(cfg, name, default) != default:
             return f"cfg.{name}={getattr(cfg, name)!r}"
@@ -120,18 +131,20 @@ def _has_hooks(model: HookedTransformer) -> bool:
     return any(hp._forward_hooks or hp._backward_hooks for hp in model.hook_dict.values())
 
 
-def _norm(ln: torch.nn.Module, x: Tensor, keep: Callable[[str, Tensor], None], name: str) -> Tensor:
+Hook = Callable[[str, Tensor], Tensor]
+
+
+def _norm(ln: torch.nn.Module, x: Tensor, hook: Hook, name: str) -> Tensor:
     """TransformerLens LayerNorm / LayerNormPre: hook_normalized is taken before the affine map."""
     if isinstance(ln, torch.nn.Identity):
         return x
-    normalized = F.layer_norm(x, (x.shape[-1],), eps=ln.eps)
-    keep(name, normalized)
+    normalized = hook(name, F.layer_norm(x, (x.shape[-1],), eps=ln.eps))
     if isinstance(ln, LayerNorm):
         return torch.addcmul(ln.b, normalized, ln.w)
     return normalized
 
 
-def _attention(attn: Attention, x: Tensor, keep: Callable[[str, Tensor], None], name: str) -> Tensor:
+def _attention(attn: Attention, x: Tensor, hook: Hook, name: str) -> Tensor:
     B, P, d = x.shape
     H, dh = attn.W_Q.shape[0], attn.W_Q.shape[2]
     # [3H, d, dh] -> [d, 3H*dh]: Q, K and V of all heads in one matmul.
@@ -139,9 +152,48 @@ def _attention(attn: Attention, x: Tensor, keep: Callable[[str, Tensor], None], 
     b = torch.cat([attn.b_Q, attn.b_K, attn.b_V]).reshape(-1)
     qkv = torch.addmm(b, x.reshape(B * P, d), W).view(B, P, 3, H, dh).permute(2, 0, 3, 1, 4)
     z = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True, scale=1.0 / attn.attn_scale)
-    z = z.transpose(1, 2).contiguous()  # [B, P, H, dh], TransformerLens's hook_z layout
-    keep(name, z)
-    return torch.addmm(attn.b_O, z.view(B * P, H * dh), attn.W_O.reshape(H * dh, -1)).view(B, P, -1)
+    z = hook(name, z.transpose(1, 2).contiguous())  # [B, P, H, dh], TransformerLens's hook_z layout
+    return torch.addmm(attn.b_O, z.reshape(B * P, H * dh), attn.W_O.reshape(H * dh, -1)).view(B, P, -1)
+
+
+def _forward(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], hook: Hook, n_blocks: int, logits: bool
+) -> Tensor | None:
+    """Run the first ``n_blocks`` blocks (and, with ``logits``, ln_final and the unembedding), passing every
+    hooked tensor through ``hook(name, tensor)`` and carrying on with what it returns."""
+    cfg = model.cfg
+    P = tokens.shape[1]
+    embed = hook("hook_embed", F.embedding(tokens, model.embed.W_E))
+    pos = hook("hook_pos_embed", model.pos_embed.W_pos[:P].unsqueeze(0).expand_as(embed))
+    resid = embed + pos
+    for layer in range(n_blocks):
+        block, p = model.blocks[layer], f"blocks.{layer}."
+        resid = hook(p + "hook_resid_pre", resid)
+        h = _norm(block.ln1, resid, hook, p + "ln1.hook_normalized")
+        attn_out = hook(p + "hook_attn_out", _attention(block.attn, h, hook, p + "attn.hook_z"))
+        resid = resid + attn_out
+        if not cfg.attn_only:
+            resid = hook(p + "hook_resid_mid", resid)
+            h = _norm(block.ln2, resid, hook, p + "ln2.hook_normalized")
+            mlp = block.mlp
+            pre = hook(
+                p + "mlp.hook_pre",
+                torch.addmm(mlp.b_in, h.reshape(-1, h.shape[-1]), mlp.W_in).view(*h.shape[:2], -1),
+            )
+            post = hook(p + "mlp.hook_post", _ACT_FNS[cfg.act_fn](pre))
+            mlp_out = torch.addmm(mlp.b_out, post.reshape(-1, post.shape[-1]), mlp.W_out).view_as(resid)
+            resid = resid + hook(p + "hook_mlp_out", mlp_out)
+        resid = hook(p + "hook_resid_post", resid)
+    if not logits:
+        return None
+    x = _norm(model.ln_final, resid, hook, "ln_final.hook_normalized")
+    return torch.addmm(model.unembed.b_U, x.reshape(-1, x.shape[-1]), model.unembed.W_U).view(
+        *x.shape[:2], -1
+    )
+
+
+def _last_block(hooks: Sequence[str]) -> int:
+    return max((int(m.group(1)) for h in hooks if (m := _BLOCK_HOOK.match(h))), default=-1)
 
 
 @torch.no_grad()
@@ -150,46 +202,56 @@ def lean_run_with_cache(
 ) -> dict[str, Float[Tensor, "batch pos ..."]]:
     """``model.run_with_cache(tokens, names_filter=hooks)[1]`` for the hooks ``lean_unsupported`` allows,
     to float rounding. Call ``lean_unsupported`` first."""
-    cfg, want, out = model.cfg, set(hooks), {}
+    want, out = set(hooks), {}
 
-    def keep(name: str, t: Tensor) -> None:
+    def keep(name: str, t: Tensor) -> Tensor:
         if name in want:
             out[name] = t
+        return t
 
-    layers = [int(m.group(1)) for h in hooks if (m := _BLOCK_HOOK.match(h))]
-    last = max(layers, default=-1)
-    tokens = tokens.to(model.W_E.device)
-    P = tokens.shape[1]
-    embed = F.embedding(tokens, model.embed.W_E)
-    pos = model.pos_embed.W_pos[:P].unsqueeze(0).expand_as(embed)
-    keep("hook_embed", embed)
-    keep("hook_pos_embed", pos)
-    resid = embed + pos
-    for layer in range(last + 1):
-        block, p = model.blocks[layer], f"blocks.{layer}."
-        keep(p + "hook_resid_pre", resid)
-        attn_out = _attention(block.attn, _norm(block.ln1, resid, keep, p + "ln1.hook_normalized"), keep,
-                              p + "attn.hook_z")  # fmt: skip
-        keep(p + "hook_attn_out", attn_out)
-        resid = resid + attn_out
-        if not cfg.attn_only:
-            keep(p + "hook_resid_mid", resid)
-            h = _norm(block.ln2, resid, keep, p + "ln2.hook_normalized")
-            mlp = block.mlp
-            pre = torch.addmm(mlp.b_in, h.reshape(-1, h.shape[-1]), mlp.W_in)
-            post = _ACT_FNS[cfg.act_fn](pre)
-            keep(p + "mlp.hook_pre", pre.view(*h.shape[:2], -1))
-            keep(p + "mlp.hook_post", post.view(*h.shape[:2], -1))
-            mlp_out = torch.addmm(mlp.b_out, post, mlp.W_out).view_as(resid)
-            keep(p + "hook_mlp_out", mlp_out)
-            resid = resid + mlp_out
-        keep(p + "hook_resid_post", resid)
+    _forward(model, tokens.to(model.W_E.device), keep, _last_block(hooks) + 1, logits=False)
     return out
+
+
+def lean_activations_with_gradients(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str]
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Activations at ``hooks`` and the gradient there of the summed next-token cross-entropy (what
+    TransformerLens's ``return_type="loss", loss_per_token=True`` summed gives), [batch, pos, ...] each.
+    Parameters get no gradient."""
+    want, acts, probes = set(hooks), {}, {}
+
+    def probe(name: str, t: Tensor) -> Tensor:
+        if name not in want:
+            return t
+        # A zero leaf added (not a detached copy) keeps the graph whole, so every hook gets its gradient.
+        acts[name] = t.detach()
+        probes[name] = torch.zeros_like(t, requires_grad=True)
+        return t + probes[name]
+
+    tokens = tokens.to(model.W_E.device)
+    with torch.enable_grad():
+        logits = _forward(model, tokens, probe, model.cfg.n_layers, logits=True)
+        assert logits is not None
+        loss = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="sum"
+        )
+        grads = torch.autograd.grad(loss, [probes[h] for h in hooks])
+    return {h: acts[h] for h in hooks}, dict(zip(hooks, grads, strict=True))
 
 
 _checked: weakref.WeakKeyDictionary[HookedTransformer, dict[tuple[str, ...], bool]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _disagreement(lean: dict[str, Tensor], ref: dict[str, Tensor], rtol: float, what: str) -> str | None:
+    for h, r in ref.items():
+        err = (lean[h].double() - r.double()).abs().max().item()
+        scale = r.abs().max().item() + 1e-12
+        if lean[h].shape != r.shape or not err <= rtol * scale:
+            return f"{what} {h}: max |diff| {err:.3g} vs max |value| {scale:.3g}"
+    return None
 
 
 def lean_matches_transformer_lens(
@@ -200,13 +262,26 @@ def lean_matches_transformer_lens(
     lean = lean_run_with_cache(model, tokens, hooks)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens.to(model.W_E.device), names_filter=list(hooks))
-    for h in hooks:
-        ref = cache[h]
-        err = (lean[h].double() - ref.double()).abs().max().item()
-        scale = ref.abs().max().item() + 1e-12
-        if lean[h].shape != ref.shape or not err <= rtol * scale:
-            return f"{h}: max |diff| {err:.3g} vs max |value| {scale:.3g}"
-    return None
+    return _disagreement(lean, {h: cache[h] for h in hooks}, rtol, "activation")
+
+
+def _first_use_ok(
+    model: HookedTransformer, key: tuple, reason: str | None, compare: Callable[[], str | None]
+) -> bool:
+    """Whether the lean pass serves ``key`` (checked once per model and key; a disagreement warns)."""
+    if _has_hooks(model):  # not cached: the hooks may be removed later
+        return False
+    seen = _checked.setdefault(model, {})
+    if key not in seen:
+        if reason is None:
+            reason = compare()
+            if reason is not None:
+                warnings.warn(
+                    f"lean forward disagrees with TransformerLens ({reason}); using TransformerLens",
+                    stacklevel=3,
+                )
+        seen[key] = reason is None
+    return seen[key]
 
 
 def try_lean(
@@ -216,18 +291,36 @@ def try_lean(
 
     The first call per (model, hooks) checks the pass against TransformerLens on two of these contexts.
     """
-    key = tuple(sorted(hooks))
-    seen = _checked.setdefault(model, {})
-    if key not in seen:
-        reason = lean_unsupported(model, hooks)
-        if reason is None:
-            reason = lean_matches_transformer_lens(model, tokens[:2, : min(tokens.shape[1], 32)], hooks)
-            if reason is not None:
-                warnings.warn(
-                    f"lean forward disagrees with TransformerLens ({reason}); using run_with_cache",
-                    stacklevel=2,
-                )
-        seen[key] = reason is None
-    if not seen[key] or _has_hooks(model):
+    key = ("activations", *sorted(hooks))
+    small = tokens[:2, : min(tokens.shape[1], 32)]
+    reason = lean_unsupported(model, hooks) if key not in _checked.get(model, {}) else None
+    if not _first_use_ok(model, key, reason, lambda: lean_matches_transformer_lens(model, small, hooks)):
         return None
     return lean_run_with_cache(model, tokens, hooks)
+
+
+def try_lean_with_gradients(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    hooks: Sequence[str],
+    reference: Callable[
+        [HookedTransformer, Tensor, Sequence[str]], tuple[dict[str, Tensor], dict[str, Tensor]]
+    ],
+    rtol: float = 1e-4,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]] | None:
+    """``lean_activations_with_gradients``, or None where it does not apply; the first call per (model,
+    hooks) compares activations and gradients with ``reference`` (the TransformerLens version)."""
+    key = ("gradients", *sorted(hooks))
+    small = tokens[:2, : min(tokens.shape[1], 32)]
+
+    def compare() -> str | None:
+        (la, lg), (ra, rg) = (
+            lean_activations_with_gradients(model, small, hooks),
+            reference(model, small, hooks),
+        )
+        return _disagreement(la, ra, rtol, "activation") or _disagreement(lg, rg, rtol, "gradient")
+
+    reason = lean_unsupported(model, hooks, gradients=True) if key not in _checked.get(model, {}) else None
+    if not _first_use_ok(model, key, reason, compare):
+        return None
+    return lean_activations_with_gradients(model, tokens, hooks)

@@ -8,13 +8,14 @@ index, reduced to that head ([d_head]).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from sae_training.activations.lean_forward import try_lean
+from sae_training.activations.lean_forward import try_lean, try_lean_with_gradients
 from sae_training.config import ConfigError
 
 
@@ -87,17 +88,10 @@ def activations(
     return out
 
 
-def activations_with_gradients(
-    model: HookedTransformer,
-    tokens: Int[Tensor, "batch pos"],
-    hooks: list[str],
-    head_index: int | None = None,
+def _tl_activations_with_gradients(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], hooks: Sequence[str]
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """Activations and dL/d(activation), L = summed next-token cross-entropy over the batch.
-
-    The summed (not mean) loss makes each token's gradient independent of the batch size; g-SAE
-    normalises the gradient's scale anyway. Parameters get no gradient (only the hooked tensors do).
-    """
+    """TransformerLens: activations and dL/d(activation) at ``hooks``, [batch, pos, ...] each."""
     stash: dict[str, Tensor] = {}
     probes: dict[str, Tensor] = {}
 
@@ -116,10 +110,29 @@ def activations_with_gradients(
             fwd_hooks=[(h, capture) for h in hooks],
         ).sum()
         grads = torch.autograd.grad(loss, [probes[h] for h in hooks])
+    return {h: stash[h] for h in hooks}, dict(zip(hooks, grads, strict=True))
+
+
+def activations_with_gradients(
+    model: HookedTransformer,
+    tokens: Int[Tensor, "batch pos"],
+    hooks: list[str],
+    head_index: int | None = None,
+    lean: bool = True,
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Activations and dL/d(activation), L = summed next-token cross-entropy over the batch.
+
+    The summed (not mean) loss makes each token's gradient independent of the batch size; g-SAE
+    normalises the gradient's scale anyway. Parameters get no gradient (only the hooked tensors do).
+    ``lean``: forward and backward through the fused pass of ``lean_forward`` where it applies (checked
+    against TransformerLens, activations and gradients, on first use).
+    """
+    got = try_lean_with_gradients(model, tokens, hooks, _tl_activations_with_gradients) if lean else None
+    acts, grads = got if got is not None else _tl_activations_with_gradients(model, tokens, hooks)
     acts_out, grads_out = {}, {}
-    for h, g in zip(hooks, grads, strict=True):
-        a = flatten_activation(stash[h], h, head_index)[:, 1:]
-        g = flatten_activation(g, h, head_index)[:, 1:]
+    for h in hooks:
+        a = flatten_activation(acts[h], h, head_index)[:, 1:]
+        g = flatten_activation(grads[h], h, head_index)[:, 1:]
         acts_out[h] = a.reshape(-1, a.shape[-1])
         grads_out[h] = g.reshape(-1, g.shape[-1])
     return acts_out, grads_out

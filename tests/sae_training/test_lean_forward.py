@@ -126,3 +126,57 @@ def test_a_lean_pass_that_disagrees_is_caught_and_not_used(monkeypatch):
     got = activations(model, tokens, ["blocks.2.hook_resid_post"])["blocks.2.hook_resid_post"]
     _, cache = model.run_with_cache(tokens, names_filter=["blocks.2.hook_resid_post"])
     torch.testing.assert_close(got, cache["blocks.2.hook_resid_post"][:, 1:].reshape(-1, 24))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"act_fn": "gelu_new", "normalization_type": "LNPre"}, {"attn_only": True}],
+    ids=["gelu-LN", "gelu_new-LNPre", "attn_only"],
+)
+def test_lean_gradients_equal_transformer_lens_float64(overrides):
+    """Activations and LM-loss gradients at every supported hook, against TransformerLens's loss."""
+    from sae_training.activations.lean_forward import lean_activations_with_gradients
+    from sae_training.activations.model_source import _tl_activations_with_gradients
+
+    model = random_model(**overrides)
+    hooks = [h for h in all_hooks(model) if h != "hook_pos_embed" and "ln1" not in h]
+    assert lean_unsupported(model, hooks, gradients=True) is None
+    assert "ln1" in lean_unsupported(model, ["blocks.0.ln1.hook_normalized"], gradients=True)
+    tokens = torch.randint(0, model.cfg.d_vocab, (3, 11), generator=torch.Generator().manual_seed(4))
+    (la, lg), (ra, rg) = (
+        lean_activations_with_gradients(model, tokens, hooks),
+        _tl_activations_with_gradients(model, tokens, hooks),
+    )
+    for h in hooks:
+        torch.testing.assert_close(la[h], ra[h], rtol=1e-10, atol=1e-12)
+        assert rg[h].abs().max() > 0, h  # a gradient that is there to compare
+        torch.testing.assert_close(lg[h], rg[h], rtol=1e-10, atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradient_path_falls_back_and_is_checked(tiny, monkeypatch):
+    from sae_training.activations.model_source import activations_with_gradients
+
+    hooks = ["blocks.1.hook_resid_post", "blocks.1.ln2.hook_normalized"]
+    tokens = torch.randint(0, tiny.cfg.d_vocab, (2, 12), generator=torch.Generator().manual_seed(5))
+    lean_a, lean_g = activations_with_gradients(tiny, tokens, hooks)
+    tl_a, tl_g = activations_with_gradients(tiny, tokens, hooks, lean=False)
+    for h in hooks:
+        torch.testing.assert_close(lean_a[h], tl_a[h], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(lean_g[h], tl_g[h], rtol=1e-4, atol=1e-6)
+    # A wrong lean pass (logits off by 1 %) is caught on first use and not used.
+    from sae_training.activations.model_source import _tl_activations_with_gradients
+
+    real = lean_forward._forward
+
+    def wrong(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return None if out is None else out * 1.01
+
+    monkeypatch.setattr(lean_forward, "_forward", wrong)
+    model, hook = random_model(), ["blocks.0.hook_resid_post"]
+    with pytest.warns(UserWarning, match="gradient blocks.0.hook_resid_post"):
+        got = lean_forward.try_lean_with_gradients(
+            model, torch.randint(0, 37, (2, 9)), hook, _tl_activations_with_gradients
+        )
+    assert got is None
