@@ -1,4 +1,5 @@
-"""A lean, no-grad forward pass that returns the same hook activations as ``run_with_cache``.
+"""A lean forward pass that returns the same hook activations as ``run_with_cache`` (and, for g-SAE, the
+same LM-loss gradients at the hooks as a probe through ``run_with_hooks``).
 
 Activation collection is most of a dictionary's training time on a small model (the LM forward was ~80 %
 of our TopK run's wall time, benchmarks/sae_topk_vs_saelens.py). TransformerLens's forward is written
@@ -85,8 +86,9 @@ def lean_unsupported(model: HookedTransformer, hooks: Sequence[str], gradients: 
     if gradients:
         if type(model.unembed) is not Unembed or getattr(cfg, "output_logits_soft_cap", -1.0) > 0:
             return "non-standard unembedding"
-        if type(model.ln_final) not in (LayerNorm, LayerNormPre, torch.nn.Identity):
-            return f"final norm class {type(model.ln_final).__name__}"
+        ln_final = getattr(model, "ln_final", None)
+        if ln_final is not None and type(ln_final) not in (LayerNorm, LayerNormPre, torch.nn.Identity):
+            return f"final norm class {type(ln_final).__name__}"
         if any(h.endswith("ln1.hook_normalized") for h in hooks):
             # TransformerLens runs ln1 once each for the Q, K and V inputs; its probe sees the V path's
             # gradient only. Matching that here would mean copying the quirk: leave the hook to TL.
@@ -186,7 +188,8 @@ def _forward(
         resid = hook(p + "hook_resid_post", resid)
     if not logits:
         return None
-    x = _norm(model.ln_final, resid, hook, "ln_final.hook_normalized")
+    ln_final = getattr(model, "ln_final", None)  # TransformerLens has none without normalisation
+    x = resid if ln_final is None else _norm(ln_final, resid, hook, "ln_final.hook_normalized")
     return torch.addmm(model.unembed.b_U, x.reshape(-1, x.shape[-1]), model.unembed.W_U).view(
         *x.shape[:2], -1
     )
