@@ -89,10 +89,6 @@ def lean_unsupported(model: HookedTransformer, hooks: Sequence[str], gradients: 
         ln_final = getattr(model, "ln_final", None)
         if ln_final is not None and type(ln_final) not in (LayerNorm, LayerNormPre, torch.nn.Identity):
             return f"final norm class {type(ln_final).__name__}"
-        if any(h.endswith("ln1.hook_normalized") for h in hooks):
-            # TransformerLens runs ln1 once each for the Q, K and V inputs; its probe sees the V path's
-            # gradient only. Matching that here would mean copying the quirk: leave the hook to TL.
-            return "ln1.hook_normalized gradients (TransformerLens hooks it once per Q, K and V input)"
     for name, default in _DEFAULTS.items():
         if getattr(cfg, name, default) != default:
             return f"cfg.{name}={getattr(cfg, name)!r}"

@@ -93,13 +93,16 @@ def _tl_activations_with_gradients(
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """TransformerLens: activations and dL/d(activation) at ``hooks``, [batch, pos, ...] each."""
     stash: dict[str, Tensor] = {}
-    probes: dict[str, Tensor] = {}
+    probes: dict[str, list[Tensor]] = {h: [] for h in hooks}
 
     def capture(act: Tensor, hook) -> Tensor:
         # Add a zero leaf rather than detaching: the graph stays whole, so gradients reach every hook
-        # (a detached leaf at a later hook would cut the path to the earlier ones).
+        # (a detached leaf at a later hook would cut the path to the earlier ones). A hook can fire more
+        # than once per forward (TransformerLens runs ln1 once each for the Q, K and V inputs, all on the
+        # same value): each call gets its own probe and the gradients are summed.
         probe = torch.zeros_like(act, requires_grad=True)
-        stash[hook.name], probes[hook.name] = act.detach(), probe
+        stash[hook.name] = act.detach()
+        probes[hook.name].append(probe)
         return act + probe
 
     with torch.enable_grad():
@@ -109,7 +112,9 @@ def _tl_activations_with_gradients(
             loss_per_token=True,
             fwd_hooks=[(h, capture) for h in hooks],
         ).sum()
-        grads = torch.autograd.grad(loss, [probes[h] for h in hooks])
+        flat = [p for h in hooks for p in probes[h]]
+        flat_grads = iter(torch.autograd.grad(loss, flat))
+    grads = [sum(next(flat_grads) for _ in probes[h]) for h in hooks]
     return {h: stash[h] for h in hooks}, dict(zip(hooks, grads, strict=True))
 
 

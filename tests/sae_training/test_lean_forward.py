@@ -144,9 +144,8 @@ def test_lean_gradients_equal_transformer_lens_float64(overrides):
     from sae_training.activations.model_source import _tl_activations_with_gradients
 
     model = random_model(**overrides)
-    hooks = [h for h in all_hooks(model) if h != "hook_pos_embed" and "ln1" not in h]
+    hooks = [h for h in all_hooks(model) if h != "hook_pos_embed"]
     assert lean_unsupported(model, hooks, gradients=True) is None
-    assert "ln1" in lean_unsupported(model, ["blocks.0.ln1.hook_normalized"], gradients=True)
     tokens = torch.randint(0, model.cfg.d_vocab, (3, 11), generator=torch.Generator().manual_seed(4))
     (la, lg), (ra, rg) = (
         lean_activations_with_gradients(model, tokens, hooks),
@@ -187,3 +186,27 @@ def test_gradient_path_falls_back_and_is_checked(tiny, monkeypatch):
             model, torch.randint(0, 37, (2, 9)), hook, _tl_activations_with_gradients
         )
     assert got is None
+
+
+def test_ln1_gradient_sums_the_q_k_and_v_paths():
+    """TransformerLens calls ln1 three times (Q, K, V inputs); the gradient at ln1.hook_normalized is the
+    sum over the three, checked against a finite difference of the loss along a random direction."""
+    from sae_training.activations.model_source import _tl_activations_with_gradients
+
+    model, hook = random_model(), "blocks.1.ln1.hook_normalized"
+    tokens = torch.randint(0, 37, (2, 9), generator=torch.Generator().manual_seed(6))
+    _, grads = _tl_activations_with_gradients(model, tokens, [hook])
+    direction = torch.randn(
+        grads[hook].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7)
+    )
+
+    def loss(eps: float) -> float:
+        shift = lambda act, hook: act + eps * direction  # noqa: E731 - applied at all three calls
+        with torch.no_grad():
+            out = model.run_with_hooks(
+                tokens, return_type="loss", loss_per_token=True, fwd_hooks=[(hook, shift)]
+            )
+        return float(out.sum())
+
+    numeric = (loss(1e-6) - loss(-1e-6)) / 2e-6
+    assert abs(numeric - float((grads[hook] * direction).sum())) <= 1e-6 * abs(numeric)
