@@ -48,6 +48,12 @@ def flatten_activation(act: Tensor, hook: str, head_index: int | None) -> Float[
     return act
 
 
+def _token_rows(act: Tensor, hook: str, head_index: int | None) -> Float[Tensor, "n_tokens d"]:
+    """[batch * (pos - 1), d]: one row per non-BOS token of a hook's (flattened) activation."""
+    act = flatten_activation(act, hook, head_index)[:, 1:]
+    return act.reshape(-1, act.shape[-1])
+
+
 def hook_width(model: HookedTransformer, hook: str, head_index: int | None = None) -> int:
     """Width of a hook's (flattened) activation, from one short forward pass."""
     check_hook(model, hook)
@@ -81,11 +87,7 @@ def activations(
         layers = [_stop(h, model) for h in hooks]
         stop = None if any(s is None for s in layers) else max(layers)  # type: ignore[type-var]
         _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=hooks, stop_at_layer=stop)
-    out = {}
-    for h in hooks:
-        act = flatten_activation(cache[h], h, head_index)[:, 1:]
-        out[h] = act.reshape(-1, act.shape[-1])
-    return out
+    return {h: _token_rows(cache[h], h, head_index) for h in hooks}
 
 
 def _tl_activations_with_gradients(
@@ -134,10 +136,7 @@ def activations_with_gradients(
     """
     got = try_lean_with_gradients(model, tokens, hooks, _tl_activations_with_gradients) if lean else None
     acts, grads = got if got is not None else _tl_activations_with_gradients(model, tokens, hooks)
-    acts_out, grads_out = {}, {}
-    for h in hooks:
-        a = flatten_activation(acts[h], h, head_index)[:, 1:]
-        g = flatten_activation(grads[h], h, head_index)[:, 1:]
-        acts_out[h] = a.reshape(-1, a.shape[-1])
-        grads_out[h] = g.reshape(-1, g.shape[-1])
-    return acts_out, grads_out
+    return (
+        {h: _token_rows(acts[h], h, head_index) for h in hooks},
+        {h: _token_rows(grads[h], h, head_index) for h in hooks},
+    )
