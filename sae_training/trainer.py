@@ -319,7 +319,8 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
             scheduler.step()
             sae.normalize_decoder()
             with torch.no_grad():
-                fired = torch.bincount(out.code.cols, minlength=cfg.width)
+                # Selected with activation 0 (ReLU of a non-positive pre-activation) is not firing.
+                fired = torch.bincount(out.code.cols[out.code.acts.detach() != 0], minlength=cfg.width)
                 fired = all_reduce_sum(fired, info) > 0
                 tokens_since_fired += cfg.batch_size
                 tokens_since_fired[fired] = 0
@@ -365,7 +366,7 @@ def _step_metrics(out, sae, dead, step, cfg, optimizer, t0, tokens_at_t0, info) 
         err = (out.sae_out - out.target).pow(2).sum()
         var = (out.target - out.target.mean(0)).pow(2).sum()
         n = torch.tensor(float(out.code.n_tokens), device=err.device)
-        nnz = torch.tensor(float(out.code.cols.numel()), device=err.device)
+        nnz = (out.code.acts.detach() != 0).sum().to(err.dtype)  # L0: latents that fired, not selected
         packed = all_reduce_sum(torch.stack([err, var, n, nnz]).double(), info)
         tokens = (step * cfg.batch_size) - tokens_at_t0
     metrics = {
