@@ -22,8 +22,7 @@ from transformer_lens import HookedTransformer
 
 from circuitkit.features.attribution import Dictionaries
 from circuitkit.features.splice import place, run_spliced
-from circuitkit.patching.activation import Direction, Metric, check_metric
-from circuitkit.patching.attribution import target_and_source
+from circuitkit.patching.common import Direction, Metric, check_metric, target_and_source
 
 ERROR = -1
 """Index standing for a dictionary's error node in edge tables."""
