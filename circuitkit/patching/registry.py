@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
+from torch import Tensor
+from transformer_lens import HookedTransformer
 
 from circuitkit.methods import MethodRequest, Option, measured, register
 from circuitkit.patching.activation import activation_patching
@@ -15,7 +18,7 @@ from circuitkit.patching.scores import EstimatedEffects
 from circuitkit.results import ResultTable, from_grids
 
 
-def _args(req: MethodRequest) -> tuple:
+def _args(req: MethodRequest) -> tuple[HookedTransformer, Tensor, Tensor, Callable[[Tensor], Tensor]]:
     d = req.data
     return (req.model, d.clean_tokens, d.corrupted_tokens, d.metric)
 
