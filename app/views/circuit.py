@@ -12,9 +12,15 @@ import torch
 from app import data, methods, state, widgets
 from circuitkit.components import head_label
 from circuitkit.evaluation import faithfulness_curve as faithfulness_sweep
-from circuitkit.evaluation.ground_truth import card_head_effects, circuit_overlap, roc_auc, top_k_mask
+from circuitkit.evaluation.ground_truth import (
+    card_head_effects,
+    circuit_overlap,
+    roc_auc,
+    roc_points,
+    top_k_mask,
+)
 from circuitkit.tasks.ground_truth import ground_truth
-from circuitkit.viz import attention_pattern, circuit_graph, faithfulness_curve, roc_curve, roc_points
+from circuitkit.viz import attention_pattern, circuit_graph, faithfulness_curve, roc_curve
 
 sel = state.current()
 st.title("Circuit")

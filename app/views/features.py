@@ -8,8 +8,8 @@ import streamlit as st
 import torch
 
 from app import state, widgets
+from circuitkit.features import dashboard as dash
 from circuitkit.viz import activation_histogram, density_histogram, top_examples, top_logits
-from circuitkit.viz import dashboard as dash
 
 sel = state.current()
 st.title("Features")

@@ -8,9 +8,10 @@ import streamlit as st
 import torch
 
 from app import data, state, widgets
+from circuitkit.evaluation.ground_truth import roc_points
 from circuitkit.heads import HeadIdConfig, identify_heads, score_ranking
 from circuitkit.tasks.ground_truth import ground_truth
-from circuitkit.viz import code_histograms, layer_head_heatmap, roc_curve, roc_points
+from circuitkit.viz import code_histograms, layer_head_heatmap, roc_curve
 
 sel = state.current()
 st.title("Heads")

@@ -199,7 +199,7 @@ def test_heads_page_shows_the_library_ranking(app_model):
 
 def test_features_dashboard_and_ablation_equal_the_library(app_model, dictionary_dir):
     from app import state
-    from circuitkit.viz import dashboard as dash
+    from circuitkit.features import dashboard as dash
 
     at = open_page("views/features.py", dictionary=str(dictionary_dir), n_seqs=64, latent=3)
     assert_clean(at)
