@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from circuitkit.features.attribution import FeatureAttribution, attribute_nodes
 from circuitkit.methods import MethodRequest, Option, measured, register
+from circuitkit.patching.registry import rules_name
 from circuitkit.results import COLUMNS, ResultTable
 
 EXTRA_COLUMNS = ("dictionary", "latent", "hook_in", "hook_out")
@@ -84,16 +85,6 @@ def _dictionaries(value: object) -> object:
     raise ValueError(_missing())
 
 
-def _rules(value: object) -> str:
-    from circuitkit.patching.relp import RelPRules
-
-    if isinstance(value, RelPRules):
-        return value.name
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not RelP rules; use e.g. ln+identity")
-    return RelPRules.parse(value).name
-
-
 def _names(spec: object) -> list[str]:
     if isinstance(spec, Mapping):
         return [str(k) for k in spec]
@@ -113,7 +104,7 @@ OPTIONS = (
     ),
     Option("method", str, "atp", "node attribution", ("atp", "relp", "ig")),
     Option("ig_steps", int, 10, "integration steps (method=ig)", minimum=1),
-    Option("rules", str, "ln+identity", "RelP rules (method=relp)", normalize=_rules),
+    Option("rules", str, "ln+identity", "RelP rules (method=relp)", normalize=rules_name),
     Option("by_position", bool, False, "one row per position instead of summed over positions"),
 )
 

@@ -38,7 +38,7 @@ def _table(r: EstimatedEffects) -> ResultTable:
     return from_grids(r.grids, prov)
 
 
-def _rules(value: object) -> str:
+def rules_name(value: object) -> str:
     """RelP rules in any accepted form -> their canonical name (``"ln+identity"``)."""
     if isinstance(value, RelPRules):
         if value.layers is not None:
@@ -96,7 +96,7 @@ def _atp_star(req: MethodRequest) -> ResultTable:
             str,
             RelPRules().name,
             "LRP rules joined by + (ln, attention, identity, half; all; none)",
-            normalize=_rules,
+            normalize=rules_name,
         ),
     ),
 )
