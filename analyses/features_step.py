@@ -5,7 +5,7 @@ attention-output SAEs on ``hook_z`` (Kissane et al. 2024, arXiv 2406.17759) deco
 a layer write. Every latent and the reconstruction-error node of each dictionary is scored by AtP on the
 feature circuit, all dictionaries spliced in at once (Marks et al. 2024, arXiv 2403.19647), denoising as
 in step 4. Each top latent is then shown by its top-activating contexts (Bricken et al. 2023): on the
-task's own prompts and on the dashboard's token set, with ``circuitkit.viz.dashboard``'s functions.
+task's own prompts and on the dashboard's token set, with ``circuitkit.features.dashboard``'s functions.
 
 The dictionaries are the shipped ones, listed and loaded by ``sae_training``: nothing here depends on a
 particular training run, so retrained dictionaries under the same ids drop in.
@@ -25,9 +25,8 @@ from transformer_lens import HookedTransformer
 
 from circuitkit import viz
 from circuitkit.components import head_label
-from circuitkit.features import FeatureAttribution, attribute_nodes, place, run_spliced
+from circuitkit.features import FeatureAttribution, attribute_nodes, dashboard, place, run_spliced
 from circuitkit.tasks.base import TaskDataset
-from circuitkit.viz import dashboard
 
 
 def _layer(hook: str) -> int:

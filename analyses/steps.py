@@ -95,10 +95,8 @@ def activation_patching(
 ) -> Patching:
     """Denoising activation patching; draws the (layer, position) heatmaps and the head heatmap."""
     exact = run_method("activation", MethodRequest(model, data, families=tuple(families)))
-    extra = exact.provenance.extra
-    out = Patching(
-        exact, extra["baseline_source"] - extra["baseline_target"], model.to_str_tokens(data.clean_tokens[0])
-    )
+    p = exact.provenance
+    out = Patching(exact, p.baseline_source - p.baseline_target, model.to_str_tokens(data.clean_tokens[0]))
     print(f"{exact.provenance.seconds:.1f} s, ground truth: {gt.source}")
     for family in families:
         if family == "head":

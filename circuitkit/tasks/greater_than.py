@@ -14,6 +14,7 @@ import torch
 
 from circuitkit.tasks import vocab
 from circuitkit.tasks.base import TaskDataset, TaskError, check_single_tokens, encode_prompts
+from circuitkit.tasks.registry import Task, register_task
 
 YY_RANGE = range(2, 99)  # as in the paper: 01 is the corruption, 99 leaves nothing greater
 
@@ -100,3 +101,32 @@ def make_greater_than(
         extras={"yy": torch.tensor([yy for _, yy in pairs]), "year_ids": torch.tensor(year_ids)},
         info={"century": century, "nouns": list(ns), "corruption": "YY -> 01"},
     )
+
+
+def _metric(data: TaskDataset, logits: torch.Tensor) -> torch.Tensor:
+    from circuitkit.tasks.metrics import year_prob_diff
+
+    return year_prob_diff(logits, data.extras["year_ids"], data.extras["yy"])
+
+
+def _published(model_name: str):
+    from circuitkit.tasks.ground_truth import GPT2_SMALL
+
+    return GPT2_SMALL["greater_than"] if model_name in ("gpt2", "gpt2-small") else None
+
+
+TASK = register_task(
+    Task(
+        name="greater_than",
+        description="greater-than over years (Hanna et al. 2023)",
+        make=make_greater_than,
+        metric=_metric,
+        metric_name="prob_diff",
+        positions=("YY", "end"),
+        corruption="YY -> 01 (one token changes)",
+        splits=("train", "heldout"),
+        sample_sentence=sample_sentence,
+        role_positions={"attends to YY": ("end", "YY")},
+        published_circuits=_published,
+    )
+)

@@ -15,6 +15,7 @@ import torch
 
 from circuitkit.tasks import vocab
 from circuitkit.tasks.base import TaskDataset, TaskError, check_single_tokens, encode_prompts
+from circuitkit.tasks.registry import Task, register_task
 
 SPLITS = ("train", "heldout", "heldout_names")
 
@@ -172,3 +173,39 @@ def make_ioi(
         split=split,
         info={"templates": used, "n_names": len(names), "corruption": "ABC (S2 -> third name)"},
     )
+
+
+def _metric(data: TaskDataset, logits: torch.Tensor) -> torch.Tensor:
+    from circuitkit.tasks.metrics import logit_diff
+
+    return logit_diff(logits, data.answer_ids, data.wrong_ids)
+
+
+def _published(model_name: str):
+    from circuitkit.tasks.ground_truth import GPT2_SMALL
+
+    return GPT2_SMALL["ioi"] if model_name in ("gpt2", "gpt2-small") else None
+
+
+TASK = register_task(
+    Task(
+        name="ioi",
+        description="indirect object identification (Wang et al. 2022)",
+        make=make_ioi,
+        metric=_metric,
+        metric_name="logit_diff",
+        positions=("IO", "S1", "S1+1", "S2", "end"),
+        corruption="ABC: S2 replaced by a third name (one token changes)",
+        splits=SPLITS,
+        sample_sentence=sample_sentence,
+        role_positions={
+            # role: (query position, key position) whose mean attention identifies it (Wang et al. 2022)
+            "name mover": ("end", "IO"),
+            "s-inhibition": ("end", "S2"),
+            "induction": ("S2", "S1+1"),
+            "duplicate token": ("S2", "S1"),
+            "previous token": ("S1+1", "S1"),
+        },
+        published_circuits=_published,
+    )
+)
