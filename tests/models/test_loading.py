@@ -136,7 +136,9 @@ def test_incomplete_cache_fails_naming_repository_and_files(monkeypatch, standin
     )
     for name in ("tokenizer.json", "vocab.json", "merges.txt"):
         (snap / name).unlink()
-    with pytest.raises(ModelLoadError, match=r"'gpt2'.*offline.*tokenizer has 1 tokens.*incomplete.*models--gpt2"):
+    with pytest.raises(
+        ModelLoadError, match=r"'gpt2'.*offline.*tokenizer has 1 tokens.*incomplete.*models--gpt2"
+    ):
         load_model("gpt2")
 
 
