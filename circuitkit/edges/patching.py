@@ -125,9 +125,9 @@ class _EdgeRunner:
         z = pattern @ v
         z_t = tc[f"blocks.{layer}.attn.hook_z"][:, qp][:, :, heads].permute(2, 0, 1, 3)
         out = torch.einsum("nbpe,nem->nbpm", z - z_t, attn.W_O[heads])
+        if self.cfg.attn_only:  # no MLP: the block's output is resid_pre + attention
+            return self.finish(tc[f"blocks.{layer}.hook_resid_post"][None, :, qp] + out, layer)
         resid_mid = tc[f"blocks.{layer}.hook_resid_mid"][None, :, qp] + out
-        if self.cfg.attn_only:
-            return self.finish(resid_mid, layer)
         return self.finish(resid_mid + block.mlp(block.ln2(resid_mid)), layer)
 
     def mlp(self, layer: int, senders: Tensor) -> Tensor:
@@ -168,7 +168,7 @@ class _EdgeRunner:
 def _target_names(graph: EdgeGraph) -> list[str]:
     names = sender_hook_names(graph)
     for layer in range(graph.n_layers):
-        names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.hook_resid_mid"]
+        names += [f"blocks.{layer}.hook_{x}" for x in ("resid_pre", "resid_mid", "resid_post")]
         names += [f"blocks.{layer}.attn.hook_{x}" for x in QKV]
     return [*names, graph.final_hook]
 
