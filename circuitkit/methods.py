@@ -126,7 +126,12 @@ def _load_builtin() -> None:
     _LOADED = True
     import importlib
 
-    for module in ("circuitkit.patching.registry", "circuitkit.heads.method", "circuitkit.features.method"):
+    for module in (
+        "circuitkit.patching.registry",
+        "circuitkit.heads.method",
+        "circuitkit.features.method",
+        "circuitkit.edges.method",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a package another engineer has not shipped yet

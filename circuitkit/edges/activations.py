@@ -35,13 +35,17 @@ def head_outputs(model: HookedTransformer, layer: int, z: Float[Tensor, "batch p
 def sender_outputs(
     model: HookedTransformer, graph: EdgeGraph, acts: dict[str, Tensor]
 ) -> Float[Tensor, "n_senders batch pos d_model"]:
-    """Every sender's output, stacked in graph order, from activations at :func:`sender_hook_names`."""
-    parts = [acts["blocks.0.hook_resid_pre"][None]]
-    for layer in range(graph.n_layers):
-        parts.append(head_outputs(model, layer, acts[f"blocks.{layer}.attn.hook_z"]))
-        if graph.has_mlp:
-            parts.append(acts[f"blocks.{layer}.hook_mlp_out"][None])
-    return torch.cat(parts)
+    """Every sender's output, stacked in graph order, from activations at :func:`sender_hook_names`.
+
+    No autograd graph is kept (the weights ``W_O`` require grad in a loaded model).
+    """
+    with torch.no_grad():
+        parts = [acts["blocks.0.hook_resid_pre"][None]]
+        for layer in range(graph.n_layers):
+            parts.append(head_outputs(model, layer, acts[f"blocks.{layer}.attn.hook_z"]))
+            if graph.has_mlp:
+                parts.append(acts[f"blocks.{layer}.hook_mlp_out"][None])
+        return torch.cat(parts)
 
 
 def receiver_hook_names(graph: EdgeGraph) -> list[str]:

@@ -39,8 +39,8 @@ from circuitkit.patching.attribution import grad_run, source_deltas, target_and_
 
 def _products(delta: Tensor, grads: Tensor, graph: EdgeGraph) -> Tensor:
     """``delta[s] . grads[r]`` summed over prompts, positions and d_model, NaN off the edge mask."""
-    d = delta.reshape(delta.shape[0], -1).double()
-    g = grads.reshape(grads.shape[0], -1).double()
+    d = delta.detach().reshape(delta.shape[0], -1).double()
+    g = grads.detach().reshape(grads.shape[0], -1).double()
     out = (d @ g.T).cpu()
     return out.masked_fill(~graph.mask, float("nan"))
 

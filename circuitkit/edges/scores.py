@@ -10,7 +10,7 @@ logits), ``pos`` empty (edges span every position) and ``score`` = the (estimate
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 import torch
@@ -67,6 +67,17 @@ class EdgeScores:
                 "receiver": [r.name for r in recvs],
             }
         )
+        extra = {"n_layers": g.n_layers, "n_heads": g.n_heads, "has_mlp": g.has_mlp}
+        typed = {f.name for f in fields(Provenance)}
+        baselines = {"baseline_target": self.baseline_target, "baseline_source": self.baseline_source}
+        # Provenance has typed baseline fields once the results refactor lands; before it, they are extras.
+        kw = baselines if "baseline_target" in typed else {}
+        if not kw:
+            extra.update(baselines)
+        if "options" in typed:
+            kw["options"] = dict(self.options)
+        else:
+            extra["options"] = dict(self.options)
         prov = Provenance(
             model=model,
             task=task,
@@ -79,14 +90,8 @@ class EdgeScores:
             score_kind="effect",
             passes=self.passes,
             seconds=self.seconds,
-            extra={
-                "options": self.options,
-                "baseline_target": self.baseline_target,
-                "baseline_source": self.baseline_source,
-                "n_layers": g.n_layers,
-                "n_heads": g.n_heads,
-                "has_mlp": g.has_mlp,
-            },
+            extra=extra,
+            **kw,
         )
         return ResultTable(table, prov)
 
