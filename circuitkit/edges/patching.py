@@ -44,7 +44,8 @@ from circuitkit.tasks.metrics import reads_last_position_only
 EdgeSpec = Bool[Tensor, "n_senders n_receivers"] | Sequence[str] | Sequence[tuple[str, str]] | None
 
 
-def _want(graph: EdgeGraph, edges: EdgeSpec) -> Tensor:
+def as_edge_mask(graph: EdgeGraph, edges: EdgeSpec) -> Tensor:
+    """Edges given as a bool mask, names or pairs (None: every edge) -> a checked ``[S, R]`` bool mask."""
     if edges is None:
         return graph.mask.clone()
     if isinstance(edges, Tensor):
@@ -210,7 +211,7 @@ def edge_patching(
     t0 = time.perf_counter()
     check_edge_model(model)
     graph = EdgeGraph.of(model)
-    want = _want(graph, edges)
+    want = as_edge_mask(graph, edges)
     target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
     last_only = reads_last_position_only(metric)
     tc, delta, base_tgt, base_src = _reference_runs(
@@ -312,7 +313,7 @@ def edge_patching_loop(
     t0 = time.perf_counter()
     check_edge_model(model)
     graph = EdgeGraph.of(model)
-    want = _want(graph, edges)
+    want = as_edge_mask(graph, edges)
     target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
     _tc, delta, base_tgt, base_src = _reference_runs(
         model, graph, target, source, metric, sender_hook_names(graph)
@@ -357,7 +358,7 @@ def patch_edges(
     """
     check_edge_model(model)
     graph = EdgeGraph.of(model)
-    want = _want(graph, edges)
+    want = as_edge_mask(graph, edges)
     device = model.cfg.device
     run_tokens, source_tokens = run_tokens.to(device), source_tokens.to(device)
     s_names = sender_hook_names(graph)
