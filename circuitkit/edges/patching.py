@@ -32,12 +32,14 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 from transformer_lens.utilities import apply_softcap
+from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
 from circuitkit.edges.activations import head_outputs, sender_hook_names, sender_outputs
 from circuitkit.edges.graph import QKV, EdgeGraph, Receiver, check_edge_model, split_inputs
 from circuitkit.edges.scores import EdgeScores
-from circuitkit.patching.activation import Direction, Metric, _prefix, _Runner, check_metric
+from circuitkit.patching.activation import Direction, Metric, check_metric
 from circuitkit.patching.attribution import target_and_source
 from circuitkit.tasks.metrics import reads_last_position_only
 
@@ -57,17 +59,24 @@ def as_edge_mask(graph: EdgeGraph, edges: EdgeSpec) -> Tensor:
     return graph.edge_mask(list(edges))
 
 
-def _check_fast(model: HookedTransformer, runner: _Runner) -> None:
+def _check_fast(model: HookedTransformer) -> None:
+    """Refuse, by name, blocks the batched passes do not reproduce (they compute attention themselves)."""
     cfg = model.cfg
     why = []
-    if not runner.standard:
-        why.append("a non-standard block (split inputs, post-norms, q/k norms, clipping or several devices)")
+    if cfg.use_split_qkv_input or cfg.use_attn_in or cfg.use_hook_mlp_in:
+        why.append("split-input hooks switched on")
+    if cfg.original_architecture in POST_NORM_ARCHITECTURES or getattr(
+        cfg, "use_normalization_before_and_after", False
+    ):
+        why.append("post-norms")
     if cfg.positional_embedding_type != "standard":
         why.append(f"{cfg.positional_embedding_type} position embeddings")
-    if cfg.use_qk_norm or cfg.attn_scores_soft_cap > 0 or cfg.use_attention_sinks or cfg.use_logn_attn:
-        why.append("q/k norms, attention soft-capping, sinks or log-n scaling")
-    if cfg.load_in_4bit or cfg.n_key_value_heads is not None:
-        why.append("4-bit weights or grouped-query attention")
+    if cfg.use_qk_norm or cfg.clip_qkv is not None or cfg.attention_dir != "causal":
+        why.append("q/k norms, q/k/v clipping or non-causal attention")
+    if cfg.attn_scores_soft_cap > 0 or cfg.use_attention_sinks or cfg.use_logn_attn:
+        why.append("attention soft-capping, sinks or log-n scaling")
+    if cfg.load_in_4bit or cfg.n_key_value_heads is not None or cfg.n_devices > 1:
+        why.append("4-bit weights, grouped-query attention or several devices")
     if why:
         raise ValueError(
             f"batched edge patching computes one head's attention itself and supports standard GPT-2-style "
@@ -90,7 +99,6 @@ class _EdgeRunner:
         self.model, self.tc, self.delta = model, tc, delta
         self.cfg = model.cfg
         self.last_only = last_only
-        self.runner = _Runner(model, last_only)
         self.batch, self.seq = delta.shape[1], delta.shape[2]
         # Earlier positions equal the target run's only when the metric cannot read them.
         self.start = _first_change(delta) if last_only else 0
@@ -142,7 +150,8 @@ class _EdgeRunner:
         """Logits with copy ``c``'s unembedding input reading ``senders[c]``'s source value."""
         qp = slice(self.seq - 1, self.seq) if self.last_only else slice(0, self.seq)
         final = self.tc[f"blocks.{self.cfg.n_layers - 1}.hook_resid_post"][None, :, qp]
-        return self._unembed(final + self.delta[senders][:, :, qp])
+        x = final + self.delta[senders][:, :, qp]
+        return self._unembed(x.reshape(-1, *x.shape[2:]))
 
     def finish(self, resid_post: Float[Tensor, "n batch pos d_model"], layer: int) -> Tensor:
         """Run the layers after ``layer`` on each copy's residual stream.
@@ -150,15 +159,32 @@ class _EdgeRunner:
         Returns logits ``[n * batch, pos, vocab]``.
         """
         n = resid_post.shape[0]
-        if layer == self.cfg.n_layers - 1:
-            return self._unembed(resid_post)
-        flat = resid_post.reshape(n * self.batch, *resid_post.shape[2:])
-        prefix = _prefix(self.tc, layer + 1, self.cfg.n_layers, self.start) if self.start else None
-        return self.runner.run(flat, layer + 1, [], prefix, n)
+        resid = resid_post.reshape(n * self.batch, *resid_post.shape[2:])
+        last = self.cfg.n_layers - 1
+        for i in range(layer + 1, self.cfg.n_layers):
+            block = self.model.blocks[i]
+            past = self._past(i, n)
+            if self.last_only and i == last and resid.shape[1] > 1:
+                # Keys and values of every position, then the block at the last position alone.
+                normed = block.ln1(resid[:, :-1])
+                _, k, v = block.attn.calculate_qkv_matrices(normed, normed, normed)
+                if past is not None:
+                    k, v = torch.cat([past.past_keys, k], 1), torch.cat([past.past_values, v], 1)
+                past = TransformerLensKeyValueCacheEntry(k, v, frozen=True)
+                resid = resid[:, -1:]
+            resid = block(resid, past_kv_cache_entry=past)
+        return self._unembed(resid)
 
-    def _unembed(self, resid: Tensor) -> Tensor:
+    def _past(self, layer: int, n: int) -> TransformerLensKeyValueCacheEntry | None:
+        """The target run's keys and values before ``start`` at ``layer``, once per copy."""
+        if not self.start:
+            return None
+        k = self.tc[f"blocks.{layer}.attn.hook_k"][:, : self.start].repeat(n, 1, 1, 1)
+        v = self.tc[f"blocks.{layer}.attn.hook_v"][:, : self.start].repeat(n, 1, 1, 1)
+        return TransformerLensKeyValueCacheEntry(k, v, frozen=True)
+
+    def _unembed(self, resid: Float[Tensor, "copies pos d_model"]) -> Tensor:
         model = self.model
-        resid = resid.reshape(-1, *resid.shape[2:])
         if self.last_only:
             resid = resid[:, -1:]
         if self.cfg.normalization_type is not None:
@@ -210,6 +236,7 @@ def edge_patching(
     """
     t0 = time.perf_counter()
     check_edge_model(model)
+    _check_fast(model)
     graph = EdgeGraph.of(model)
     want = as_edge_mask(graph, edges)
     target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
@@ -218,7 +245,6 @@ def edge_patching(
         model, graph, target, source, metric, _target_names(graph)
     )
     er = _EdgeRunner(model, tc, delta, last_only)
-    _check_fast(model, er.runner)
     if max_tokens is None:
         max_tokens = 8192 if torch.device(model.cfg.device).type == "cpu" else 16384
     batch = target.shape[0]

@@ -127,3 +127,29 @@ def test_patch_edges_single_edge_is_edge_patching():
     assert patch_edges(model, corrupted, clean, metric, g.mask) == pytest.approx(float(metric(model(clean))))
     assert patch_edges(model, corrupted, clean, metric, torch.zeros_like(g.mask)) == pytest.approx(base)
     assert not model.cfg.use_split_qkv_input and not any(h._forward_hooks for h in model.hook_dict.values())
+
+
+def test_batched_refuses_rotary_by_name_and_the_loop_runs():
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(
+        n_layers=1,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        d_vocab=40,
+        n_ctx=16,
+        act_fn="gelu",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        dtype=torch.float64,
+        device="cpu",
+        seed=0,
+    )
+    model = HookedTransformer(cfg)
+    clean, corrupted, metric = pair_tokens(40, seed=1)
+    with pytest.raises(ValueError, match="rotary position embeddings.*edge_patching_loop"):
+        edge_patching(model, clean, corrupted, metric)
+    loop = edge_patching_loop(model, clean, corrupted, metric, edges=["embed->L0H1.k"])
+    assert torch.isfinite(loop.scores[loop.graph.parse_edge("embed->L0H1.k")])
