@@ -149,7 +149,7 @@ def test_batched_refuses_rotary_by_name_and_the_loop_runs():
     )
     model = HookedTransformer(cfg)
     clean, corrupted, metric = pair_tokens(40, seed=1)
-    with pytest.raises(ValueError, match="rotary position embeddings.*edge_patching_loop"):
+    with pytest.raises(ValueError, match=r"rotary position embeddings.*edge_patching_loop"):
         edge_patching(model, clean, corrupted, metric)
     loop = edge_patching_loop(model, clean, corrupted, metric, edges=["embed->L0H1.k"])
     assert torch.isfinite(loop.scores[loop.graph.parse_edge("embed->L0H1.k")])
