@@ -118,3 +118,13 @@ def test_evaluate_edges_tables(tiny, tiny_ioi):
     assert list(corr["method"]) == ["eap"] and corr["pearson"].iloc[0] > 0.9
     assert set(out["faithfulness"]["method"]) == {"edge-patching", "eap"}
     assert set(out["ground_truth"].columns) >= {"roc_auc", "precision", "recall", "f1"}
+
+
+def test_notebook_step(tiny, tiny_ioi):
+    from circuitkit.edges.step import edge_step
+
+    step = edge_step(tiny, tiny_ioi, methods=["eap"], k=5, sizes=(5,))
+    assert list(step.figures) == ["edges: edge-patching", "edges: eap"]
+    assert len(step.top) == 5 and step.top["score"].abs().is_monotonic_decreasing
+    clicks = next(t for t in step.figures["edges: edge-patching"].data if t.name == "edges").customdata
+    assert [(s, r) for s, r, _ in clicks] == list(zip(step.top["sender"], step.top["receiver"], strict=True))
