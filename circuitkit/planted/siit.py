@@ -96,19 +96,33 @@ class PatchMasks:
         )
 
 
-def patched_logits(
-    model: HookedTransformer, tokens: Tensor, source: dict[str, Tensor], masks: PatchMasks
-) -> Float[Tensor, "batch pos vocab"]:
-    """Forward ``tokens`` with the masked head / MLP outputs replaced by the source run's values."""
+def end_logits(
+    model: HookedTransformer, tokens: Tensor, end: int, hooks: list[tuple[str, Callable]] | None = None
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at position ``end`` only: the unembedding of the other positions is a third of a small
+    model's forward pass and the SIIT losses never read it."""
+    resid = model.run_with_hooks(tokens, fwd_hooks=hooks or [], stop_at_layer=model.cfg.n_layers)
+    return model.unembed(model.ln_final(resid[:, end : end + 1]))[:, 0]
+
+
+def patch_hooks(source: dict[str, Tensor], masks: PatchMasks) -> list[tuple[str, Callable]]:
+    """Hooks that replace the masked head / MLP outputs by the source run's values."""
     hooks: list[tuple[str, Callable]] = []
-    for layer in range(model.cfg.n_layers):
+    for layer in range(len(masks.heads)):
         if masks.heads[layer].any():
             name, m = f"blocks.{layer}.attn.hook_z", masks.heads[layer]
             hooks.append((name, lambda z, hook, m=m, s=source[name]: torch.where(m[..., None], s, z)))
         if masks.mlps[layer].any():
             name, m = f"blocks.{layer}.hook_mlp_out", masks.mlps[layer]
             hooks.append((name, lambda x, hook, m=m, s=source[name]: torch.where(m[..., None], s, x)))
-    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    return hooks
+
+
+def patched_logits(
+    model: HookedTransformer, tokens: Tensor, source: dict[str, Tensor], masks: PatchMasks
+) -> Float[Tensor, "batch pos vocab"]:
+    """Forward ``tokens`` with the masked head / MLP outputs replaced by the source run's values."""
+    return model.run_with_hooks(tokens, fwd_hooks=patch_hooks(source, masks))
 
 
 def iit_masks(
@@ -215,15 +229,20 @@ def train_planted(
         model.train()
         node = torch.randint(0, len(hl.nodes), (cfg.batch,), generator=gen).to(device)
         losses = {
-            "behaviour": soft_cross_entropy(model(base.tokens)[:, end], hl.output(base)),
+            "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end), hl.output(base)),
             "iit": soft_cross_entropy(
-                patched_logits(model, base.tokens, src_cache, iit_masks(model, hl.nodes, base, node))[:, end],
+                end_logits(
+                    model, base.tokens, end, patch_hooks(src_cache, iit_masks(model, hl.nodes, base, node))
+                ),
                 hl.output(base, source, node),
             ),
             "strict": soft_cross_entropy(
-                patched_logits(
-                    model, base.tokens, src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen)
-                )[:, end],
+                end_logits(
+                    model,
+                    base.tokens,
+                    end,
+                    patch_hooks(src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen)),
+                ),
                 hl.output(base),
             ),
         }

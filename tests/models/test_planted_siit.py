@@ -18,6 +18,7 @@ from circuitkit.planted.ioi import IOIHighLevel
 from circuitkit.planted.siit import (
     PatchMasks,
     cache_components,
+    end_logits,
     iit_masks,
     patched_logits,
     soft_cross_entropy,
@@ -104,6 +105,9 @@ def test_patched_logits_defining_properties(tiny_model: HookedTransformer, ioi_h
     with torch.no_grad():
         none = patched_logits(tiny_model, base.tokens, cache, PatchMasks.empty(tiny_model, b, p))
         assert torch.allclose(none, tiny_model(base.tokens), atol=1e-5)
+        end = base.positions["end"]
+        assert torch.allclose(end_logits(tiny_model, base.tokens, end), none[:, end], atol=1e-5)
+        assert torch.allclose(end_logits(tiny_model, base.tokens, end - 3), none[:, end - 3], atol=1e-5)
         # every head and MLP from the source, everywhere: only embeddings differ, and the last layer's
         # residual is embeddings + all heads + all MLPs, so positions whose tokens agree match the source
         full = PatchMasks.empty(tiny_model, b, p)
