@@ -31,13 +31,14 @@ from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValue
 from transformer_lens.utilities import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-from circuitkit.components import Family, check_hook, get_family
+from circuitkit.components import Family, get_family
 from circuitkit.patching.common import (  # noqa: F401  (Metric, check_metric: imported from here elsewhere)
     Ablation,
     Direction,
     Metric,
     attention_mask,
     check_metric,
+    hook_names,
     metric_logits,
     reads_last_position_only,
     resample_permutation,
@@ -131,9 +132,7 @@ def activation_patching(
     target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction, ablation)
     device = model.cfg.device
     layers = list(range(model.cfg.n_layers)) if layers is None else layers
-    hooks = [fam.hook_name(layer) for layer in layers]
-    for h in hooks:
-        check_hook(model, h)
+    hooks = hook_names(model, [family], layers)
     if max_tokens is None:
         max_tokens = 8192 if torch.device(device).type == "cpu" else 16384
     last_only = reads_last_position_only(metric) if last_position_only is None else last_position_only
@@ -315,6 +314,7 @@ class _Runner:
             or cfg.use_attn_in
             or cfg.positional_embedding_type == "shortformer"
             or cfg.original_architecture in POST_NORM_ARCHITECTURES
+            or cfg.use_normalization_before_and_after
             or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
             or cfg.clip_qkv is not None
             or cfg.n_devices > 1

@@ -133,8 +133,22 @@ def family_list(families: str | Sequence[str]) -> list[str]:
     return names
 
 
+def check_family(model: HookedTransformer, family: str) -> None:
+    """Refuse, by name, a family whose components this model does not have one per query head."""
+    kind = get_family(family).hook_kind
+    n_kv = model.cfg.n_key_value_heads
+    if kind in ("hook_k", "hook_v") and n_kv not in (None, model.cfg.n_heads):
+        raise ValueError(
+            f"family {family!r}: {model.cfg.model_name} uses grouped-query attention (n_key_value_heads="
+            f"{n_kv} < n_heads={model.cfg.n_heads}), so attn.{kind} has one entry per key/value group, "
+            "not per head; patch heads through 'head' / 'head_q' / 'head_pattern' families instead"
+        )
+
+
 def hook_names(model: HookedTransformer, families: Sequence[str], layers: Sequence[int]) -> list[str]:
     """The hook of every (family, layer), checked to exist in ``model``; families sharing a hook share it."""
+    for f in families:
+        check_family(model, f)
     names = [get_family(f).hook_name(layer) for f in families for layer in layers]
     for n in names:
         check_hook(model, n)
@@ -167,7 +181,8 @@ def shortformer_pos_embed(
     """
     if model.cfg.positional_embedding_type != "shortformer":
         return None
-    return model.pos_embed(tokens, 0, mask)
+    with torch.no_grad():  # a constant of the run: no graph back to the embedding weights
+        return model.pos_embed(tokens, 0, mask)
 
 
 def metric_logits(
