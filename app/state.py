@@ -35,9 +35,11 @@ class Selection:
 
 
 def available_models() -> list[str]:
-    """Built-in models of the zoo whose weights are on disk, the default first."""
+    """Built-in models whose weights are on disk, the default first, then the names listed in
+    ``$CIRCUITKIT_MODELS`` (comma-separated: TransformerLens names such as ``gpt2`` or model folders)."""
     present = [n for n in BUILTIN if is_model_dir(builtin_dir(n))]
-    return sorted(present, key=lambda n: n != DEFAULT_MODEL)
+    extra = [n.strip() for n in os.environ.get("CIRCUITKIT_MODELS", "").split(",") if n.strip()]
+    return sorted(present, key=lambda n: n != DEFAULT_MODEL) + [n for n in extra if n not in present]
 
 
 def _extra_dictionaries() -> dict[str, Path]:
@@ -151,8 +153,17 @@ def sidebar() -> Selection | None:
             key=bind("dictionary", dicts, dicts[1] if len(dicts) > 1 else NO_DICTIONARY),
             help="SAEs / transcoders from sae_training for this model (Features page, feature circuits).",
         )
+        release = st.text_input(
+            "or a sae-lens release/sae_id",
+            key=bind("release", None, ""),
+            help="e.g. gpt2-small-res-jb/blocks.8.hook_resid_pre, loaded with SAE.from_pretrained (HF cache)",
+        ).strip()
     publish("model", "task", "dictionary")
-    d = st.session_state["dictionary"]
+    if release:
+        publish("release")
+    else:
+        st.query_params.pop("release", None)
+    d = release or st.session_state["dictionary"]
     return Selection(st.session_state["model"], st.session_state["task"], None if d == NO_DICTIONARY else d)
 
 
@@ -181,8 +192,8 @@ def dictionary(dictionary_id: str, device: str):
         from sae_lens import SAE
 
         sae = SAE.load_from_disk(dictionary_id, device=device)
-    else:
-        from sae_training.store import load_dictionary
+    else:  # shipped id or sae-lens release/sae_id
+        from circuitkit.dictionaries import load_dictionary
 
         sae = load_dictionary(dictionary_id, device=device)
     return sae.to(device).eval()

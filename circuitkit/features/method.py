@@ -28,8 +28,9 @@ EXTRA_COLUMNS = ("dictionary", "latent", "hook_in", "hook_out")
 def load_dictionaries(spec, device: str) -> dict:
     """``spec`` -> {id: sae-lens SAE}.
 
-    ``spec`` is ids or folders joined by ``+`` (the CLI form, since ``,`` separates options), a list of
-    them, or SAE objects (a list, or a mapping that names them).
+    ``spec`` is ids, folders or sae-lens ``release/sae_id`` pairs (:mod:`circuitkit.dictionaries`) joined by
+    ``+`` (the CLI form, since ``,`` separates options), a list of them, or SAE objects (a list, or a
+    mapping that names them).
     """
     if isinstance(spec, str):
         spec = [s.strip() for s in spec.split("+") if s.strip()]
@@ -38,11 +39,8 @@ def load_dictionaries(spec, device: str) -> dict:
         raise ValueError(_missing())
     out = {}
     for key, item in items:
-        if isinstance(item, str):
-            # Submodules, not the package: they import even where an old editable install sees
-            # sae_training as a namespace package. architectures registers ours with sae-lens.
-            import sae_training.architectures  # noqa: F401
-            from sae_training.store import load_dictionary
+        if isinstance(item, str):  # shipped id, sae-lens folder or sae-lens release/sae_id
+            from circuitkit.dictionaries import load_dictionary
 
             out[key or item] = load_dictionary(item, device=device)
         else:
@@ -54,7 +52,7 @@ def load_dictionaries(spec, device: str) -> dict:
 def _missing() -> str:
     return (
         "method 'features' needs the dictionaries to splice in: --option dictionaries=ID+ID (ids from "
-        "`circuitkit sae list`, or folders in sae-lens format); from Python "
+        "`circuitkit sae list`, folders in sae-lens format, or sae-lens release/sae_id); from Python "
         "options={'dictionaries': [sae, ...]}"
     )
 
