@@ -29,7 +29,9 @@ from circuitkit.tasks import make_task
 
 def speed(args: argparse.Namespace) -> None:
     model = load_model(args.speed_model, device=args.device)
-    data = make_task(args.task, model.tokenizer, args.n_prompts, seed=0, split="heldout").to(model.cfg.device)
+    data = make_task(args.task, model.tokenizer, args.n_prompts, seed=0, split="heldout").to(
+        str(model.cfg.device)
+    )
     g = EdgeGraph.of(model)
     d = (model, data.clean_tokens, data.corrupted_tokens, data.metric)
     print(
@@ -73,7 +75,7 @@ def correlations(args: argparse.Namespace) -> None:
         model = load_model(name, device=args.device)
         for task in args.tasks.split(","):
             data = make_task(task, model.tokenizer, args.n_prompts, seed=0, split="heldout")
-            data = data.to(model.cfg.device)
+            data = data.to(str(model.cfg.device))
             d = (model, data.clean_tokens, data.corrupted_tokens, data.metric)
             exact = edge_patching(*d)
             methods = {
