@@ -38,6 +38,7 @@ def speed(args: argparse.Namespace) -> None:
         f"\n## speed: {args.speed_model} ({model.cfg.n_layers}L x {model.cfg.n_heads}H, {g.n_edges} edges), "
         f"{args.task}, {args.n_prompts} prompts x {data.seq_len} tokens, {torch.get_num_threads()} thread(s)"
     )
+    eap(*d)  # warm-up: the first backward pays one-off allocation costs
     e = eap(*d)
     print(f"EAP, every edge: {e.passes:g} passes, {e.seconds:.2f} s")
     if args.loop_edges == "all":
