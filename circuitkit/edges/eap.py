@@ -33,7 +33,7 @@ from circuitkit.edges.activations import (
 )
 from circuitkit.edges.graph import EdgeGraph, check_edge_model, split_inputs
 from circuitkit.edges.scores import EdgeScores
-from circuitkit.patching.activation import Direction, Metric
+from circuitkit.patching.activation import Direction, Metric, check_metric
 from circuitkit.patching.attribution import grad_run, source_deltas, target_and_source
 
 
@@ -108,7 +108,8 @@ def eap_ig(
         logits_t, cache_t = model.run_with_cache(target, names_filter=lambda n: n in s_names)
         logits_s, cache_s = model.run_with_cache(source, names_filter=lambda n: n in s_names)
         acts_t, acts_s = dict(cache_t.items()), dict(cache_s.items())
-        base_tgt, base_src = float(metric(logits_t)), float(metric(logits_s))
+        base_tgt = float(check_metric(metric(logits_t)))  # type: ignore[arg-type]
+        base_src = float(check_metric(metric(logits_s)))  # type: ignore[arg-type]
         del logits_t, logits_s
     x_t, x_s = acts_t["blocks.0.hook_resid_pre"], acts_s["blocks.0.hook_resid_pre"]
     grad_sum: Tensor | None = None

@@ -8,13 +8,14 @@ values (``--ablation patch``) in either direction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from circuitkit import methods
 from circuitkit.edges.eap import eap, eap_ig
 from circuitkit.edges.patching import edge_patching, edge_patching_loop
 from circuitkit.edges.scores import EdgeScores
 from circuitkit.methods import MethodRequest, register
+from circuitkit.patching.activation import Direction
 from circuitkit.results import ResultTable
 
 _Option = getattr(methods, "Option", None)  # declared option schemas (after the registry refactor)
@@ -33,6 +34,12 @@ def _check(req: MethodRequest) -> None:
             f"edge methods patch each edge with the other run's sender value; ablation {req.ablation!r} "
             "is not supported (use --ablation patch)"
         )
+
+
+def _direction(req: MethodRequest) -> Direction:
+    if req.direction not in ("denoising", "noising"):
+        raise ValueError(f"direction must be denoising or noising, got {req.direction!r}")
+    return cast(Direction, req.direction)
 
 
 def _table(req: MethodRequest, scores: EdgeScores) -> ResultTable:
@@ -64,7 +71,7 @@ def _args(req: MethodRequest) -> tuple:
 def _edge_patching(req: MethodRequest) -> ResultTable:
     _check(req)
     fn = edge_patching_loop if req.options.get("implementation", "batched") == "loop" else edge_patching
-    return _table(req, fn(*_args(req), direction=req.direction, progress=req.progress))  # type: ignore[operator]
+    return _table(req, fn(*_args(req), direction=_direction(req), progress=req.progress))
 
 
 @register(
@@ -74,7 +81,7 @@ def _edge_patching(req: MethodRequest) -> ResultTable:
 )
 def _eap(req: MethodRequest) -> ResultTable:
     _check(req)
-    return _table(req, eap(*_args(req), direction=req.direction))
+    return _table(req, eap(*_args(req), direction=_direction(req)))
 
 
 @register(
@@ -86,4 +93,4 @@ def _eap(req: MethodRequest) -> ResultTable:
 def _eap_ig(req: MethodRequest) -> ResultTable:
     _check(req)
     steps = int(req.options.get("steps", 5))
-    return _table(req, eap_ig(*_args(req), steps=steps, direction=req.direction))
+    return _table(req, eap_ig(*_args(req), steps=steps, direction=_direction(req)))

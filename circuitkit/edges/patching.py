@@ -246,7 +246,7 @@ def edge_patching(
     )
     er = _EdgeRunner(model, tc, delta, last_only)
     if max_tokens is None:
-        max_tokens = 8192 if torch.device(model.cfg.device).type == "cpu" else 16384
+        max_tokens = 8192 if torch.device(str(model.cfg.device)).type == "cpu" else 16384
     batch = target.shape[0]
     per = max(1, max_tokens // (batch * max(1, er.seq - er.start)))
     scores = torch.full(graph.mask.shape, float("nan"), dtype=torch.float64)

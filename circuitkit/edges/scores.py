@@ -11,6 +11,7 @@ logits), ``pos`` empty (edges span every position) and ``score`` = the (estimate
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pandas as pd
 import torch
@@ -67,11 +68,11 @@ class EdgeScores:
                 "receiver": [r.name for r in recvs],
             }
         )
-        extra = {"n_layers": g.n_layers, "n_heads": g.n_heads, "has_mlp": g.has_mlp}
+        extra: dict[str, Any] = {"n_layers": g.n_layers, "n_heads": g.n_heads, "has_mlp": g.has_mlp}
         typed = {f.name for f in fields(Provenance)}
         baselines = {"baseline_target": self.baseline_target, "baseline_source": self.baseline_source}
         # Provenance has typed baseline fields once the results refactor lands; before it, they are extras.
-        kw = baselines if "baseline_target" in typed else {}
+        kw: dict[str, Any] = dict(baselines) if "baseline_target" in typed else {}
         if not kw:
             extra.update(baselines)
         if "options" in typed:
