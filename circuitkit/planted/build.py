@@ -93,6 +93,12 @@ def validate_model(
         }
     nonaligned = v.summarise_components(hl.nodes, effects)
     edges = v.edge_report(hl.nodes, v.edge_scores(model, data))
+    comps = v.all_components(model)
+    comp_edges = v.component_edge_report(
+        hl.nodes,
+        planted_edges(hl.task, hl.nodes),
+        v.component_edge_scores(model, data, comps, [*comps, "logits"]),
+    )
     checks = {
         "accuracy": float(data.accuracy(clean)) >= THRESHOLDS["accuracy"],
         "iia": all(x["iia"] >= THRESHOLDS["iia"] for x in iia.values()),
@@ -103,6 +109,7 @@ def validate_model(
             x["max_abs_nonaligned"] < THRESHOLDS["nonaligned_effect"] for x in nonaligned.values()
         ),
         "edges": edges["all_planted_above_unplanted"],
+        "component_edges": comp_edges["all_planted_found"] and comp_edges["all_planted_above_unplanted"],
     }
     return {
         "split": "heldout",
@@ -119,6 +126,7 @@ def validate_model(
         "aligned_effects": own,
         "nonaligned_max_effects": nonaligned,
         "edges_path_patching": edges,
+        "edges_components": comp_edges,
         "head_effects": {
             k: [[round(float(x), 4) for x in row] for row in g]
             for k, g in effects.items()

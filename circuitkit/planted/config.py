@@ -25,6 +25,9 @@ class PlantedConfig:
     """Context length; natural-text rows are this long."""
     tokenizer_from: str = "ck-tiny"
     """Built-in model whose tokenizer is reused (the same BPE, task words single tokens)."""
+    init_from: str | None = None
+    """Built-in model whose embeddings, first ``n_layers`` blocks and unembedding start the training
+    (same widths required); None: random initialisation from ``seed``."""
     steps: int = 1500
     """Optimiser steps."""
     batch: int = 48

@@ -182,6 +182,23 @@ def _lr_at(step: int, cfg: PlantedConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def init_from_builtin(model: HookedTransformer, name: str) -> None:
+    """Copy a built-in model's embeddings, unembedding, final norm and first blocks into ``model``."""
+    from circuitkit.models import zoo
+
+    donor = zoo.read_model_dir(zoo.builtin_dir(name), model.cfg.device).state_dict()
+    own = model.state_dict()
+    keep = {
+        k: v.float()
+        for k, v in donor.items()
+        if k in own and (not k.startswith("blocks.") or int(k.split(".")[1]) < model.cfg.n_layers)
+    }
+    bad = [k for k, v in keep.items() if v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"init_from={name!r}: shapes differ for {bad[:4]}; use the donor's widths")
+    model.load_state_dict(keep, strict=False)
+
+
 @dataclass
 class TrainedPlanted:
     model: HookedTransformer
@@ -197,8 +214,12 @@ def train_planted(
     progress: bool = True,
     log_every: int = 50,
     log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, HookedTransformer], None] | None = None,
 ) -> TrainedPlanted:
-    """Train a model per ``cfg`` with the three SIIT losses plus natural text (CPU, or CUDA if present)."""
+    """Train a model per ``cfg`` with the three SIIT losses plus natural text (CPU, or CUDA if present).
+
+    ``log`` receives a line of smoothed losses every ``log_every`` steps; ``on_step(step, model)`` is
+    called after every step (checkpoints)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
     t0 = time.time()
@@ -211,6 +232,8 @@ def train_planted(
         [t for ids in tokenizer(paragraphs, add_special_tokens=False)["input_ids"] for t in [*ids, bos]]
     )
     model = HookedTransformer(hooked_config(cfg, len(tokenizer), device))
+    if cfg.init_from:
+        init_from_builtin(model, cfg.init_from)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
@@ -274,6 +297,8 @@ def train_planted(
                 + " ".join(f"{k}={v:.4f}" for k, v in ema.items())
                 + f" t={time.time() - t0:.0f}s"
             )
+        if on_step is not None:
+            on_step(step, model)
     model.eval()
     stats = {
         "steps": cfg.steps,

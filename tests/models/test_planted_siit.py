@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
+from circuitkit.patching.path import path_patching
 from circuitkit.planted.greater_than import GreaterThanHighLevel
 from circuitkit.planted.ioi import IOIHighLevel
 from circuitkit.planted.siit import (
@@ -24,7 +25,8 @@ from circuitkit.planted.siit import (
     soft_cross_entropy,
     strict_masks,
 )
-from circuitkit.planted.validate import edge_report, planted_edges
+from circuitkit.planted.validate import component_edge_scores, edge_report, planted_edges
+from circuitkit.tasks import make_ioi
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +42,37 @@ def test_ioi_prompts_line_up_with_variables(ioi_hl, tiny_model):
     assert torch.equal(tok[:, b.positions["S2"]], b.variables["S2"])
     assert b.positions["end"] == tok.shape[1] - 1
     dup = ioi_hl.duplicate(b.variables)
-    assert set(dup.tolist()) == {0, 1, 2}  # ABBA, BABA and ABC rows all drawn
+    first = b.variables["S2"] == b.variables["slot1"]
+    second = b.variables["S2"] == b.variables["slot2"]
+    assert first.any() and second.any() and (dup == -1).any()  # BABA, ABBA and ABC rows all drawn
+    assert torch.equal(dup == -1, ~(first | second)) and torch.equal(
+        dup[dup != -1], b.variables["S2"][dup != -1]
+    )
 
 
 def test_ioi_high_level_answers(ioi_hl):
     rng = random.Random(1)
     base = ioi_hl.sample(rng, 32, p_abc=0.0)
     v = base.variables
-    io = torch.where(ioi_hl.duplicate(v) == 1, v["slot2"], v["slot1"])
+    io = torch.where(v["S2"] == v["slot1"], v["slot2"], v["slot1"])
     s = v["S2"]
     out = ioi_hl.output(base)
     assert torch.equal(out.argmax(-1), io) and torch.allclose(out.max(-1).values, torch.ones(32))
-    # source rows with the other order: intervening on the duplicate (or S-inhibition) node flips the
-    # answer to the subject; on a name mover it moves that mover's share to the source's answer
+    # intervening on the duplicate (or S-inhibition) node inhibits the source's repeated name: half on
+    # each base name when the base prompt lacks it, the other base name when the base prompt has it
     source = ioi_hl.sample(rng, 32, template=base.layout, p_abc=0.0)
-    flip = ioi_hl.duplicate(source.variables) != ioi_hl.duplicate(v)
+    source.variables["S2"][:4] = v["slot1"][:4]  # rows 0-3: the source repeats base's first-slot name
+    source.variables["slot1"][:4] = v["slot1"][:4]
+    s2 = source.variables["S2"]
+    lacks = (s2 != v["slot1"]) & (s2 != v["slot2"])
+    assert not lacks[:4].any() and lacks.sum() > 20
+    r = torch.arange(32)[lacks]
     for k in (0, 1):
         out = ioi_hl.output(base, source, torch.full((32,), k))
-        assert torch.equal(out.argmax(-1)[flip], s[flip])
-        assert torch.equal(out.argmax(-1)[~flip], io[~flip])
+        assert torch.equal(out[:4].argmax(-1), v["slot2"][:4])
+        assert torch.allclose(out[r, v["slot1"][lacks]], torch.full((len(r),), 0.5))
+        assert torch.allclose(out[r, v["slot2"][lacks]], torch.full((len(r),), 0.5))
+    assert not torch.equal(io, s)
     src_io = ioi_hl.output(source).argmax(-1)
     rows = torch.arange(32)
     for k, share in ((2, 0.6), (3, 0.4)):
@@ -165,3 +179,33 @@ def test_edge_report_ranks_planted_against_the_rest(ioi_hl):
     rep = edge_report(nodes, scores)
     assert not rep["all_planted_above_unplanted"]
     assert rep["largest_unplanted"][0]["edge"] == "L0H2->L2H1"
+
+
+def test_component_edges_equal_path_patching_with_frozen_mlps(tiny_model):
+    data = make_ioi(tiny_model.tokenizer, 8, seed=0)
+    senders = [(0, h) for h in range(4)] + [(0, None), (1, 2)]
+    receivers = [(1, 1), (2, 0), (1, None), "logits"]
+    got = component_edge_scores(tiny_model, data, senders, receivers)
+    assert ((1, 2), (1, 1)) not in got and ((0, None), (1, None)) in got and ((1, 2), (1, None)) in got
+    for r in ((1, 1), (2, 0)):
+        ref = path_patching(
+            tiny_model, data.clean_tokens, data.corrupted_tokens, data.metric, [r], freeze_mlps=True
+        ).normalized()
+        for s in senders:
+            if s[1] is not None and s[0] < r[0]:
+                assert got[(s, r)] == pytest.approx(float(ref[s]), abs=1e-4)
+    # an edge into the logits is the sender's direct effect: all of them together with the embeddings
+    # and every other component's direct effect make up the whole clean - corrupted gap
+    assert any(abs(got[(s, "logits")]) > 1e-3 for s in senders)
+
+
+def test_validation_rejects_a_naturally_trained_model(tiny_model):
+    """Negative control: ck-tiny carries IOI through one head that no planted node names, so the checks
+    that pass for a planted model must fail for it."""
+    from circuitkit.planted.validate import component_effects, summarise_components
+
+    hl = IOIHighLevel(tiny_model.tokenizer)
+    data = make_ioi(tiny_model.tokenizer, 16, seed=1)
+    worst = summarise_components(hl.nodes, component_effects(tiny_model, data))
+    assert worst["heads_denoising"]["max_abs_nonaligned"] > 0.5
+    assert worst["heads_denoising"]["component"] == "L0H3"
