@@ -350,6 +350,11 @@ def _load_builtin() -> None:
         return
     import importlib
 
-    for module in ("circuitkit.patching.registry", "circuitkit.heads.method", "circuitkit.features.method"):
+    for module in (
+        "circuitkit.patching.registry",
+        "circuitkit.heads.method",
+        "circuitkit.features.method",
+        "circuitkit.edges.method",
+    ):
         importlib.import_module(module)
     _LOADED = True

@@ -26,7 +26,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitkit.components import head_label
-from circuitkit.patching.activation import Direction, Metric, check_inputs, check_metric
+from circuitkit.patching.common import Direction, Metric, check_inputs, check_metric
 
 ReceiverInput = Literal["q", "k", "v"]
 
