@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer
 
+from circuitkit.evaluation.derive_circuit import derive_circuit
 from circuitkit.models import zoo
 from circuitkit.models.train import ZooConfig, train_model
+from circuitkit.planted.config import PlantedConfig
 from circuitkit.tasks import make_greater_than, make_ioi
-from circuitkit.tasks.ground_truth import derive_circuit
 
 N_EVAL_IOI = 256
 N_EVAL_GT = 96
@@ -61,7 +62,20 @@ def build_builtin(
             f"unknown built-in model {name!r}; choose one of "
             f"{', '.join(zoo.BUILTIN)} or {', '.join(zoo.ALIASES)}"
         )
-    cfg: ZooConfig = zoo.BUILTIN[key]
+    if isinstance(zoo.BUILTIN[key], PlantedConfig):
+        from circuitkit.planted.build import build_planted
+
+        return build_planted(
+            zoo.PLANTED[key],
+            out_dir=out_dir,
+            steps=steps,
+            seed=seed,
+            text_dir=text_dir,
+            validate=ground_truth,
+            progress=progress,
+        )
+    cfg = zoo.BUILTIN[key]
+    assert isinstance(cfg, ZooConfig)
     overrides = {
         k: v for k, v in {"steps": steps, "seed": seed, "text_dir": text_dir}.items() if v is not None
     }
@@ -105,6 +119,10 @@ def refresh_circuits(name: str) -> Path:
     key = zoo.resolve_builtin(name)
     if key is None:
         raise ValueError(f"unknown built-in model {name!r}; choose one of {', '.join(zoo.BUILTIN)}")
+    if key in zoo.PLANTED:
+        from circuitkit.planted.build import revalidate
+
+        return revalidate(key)
     path = zoo.builtin_dir(key)
     model = zoo.read_model_dir(path)
     card = zoo.read_card(path)

@@ -20,10 +20,11 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from circuitkit.models.tokenizer import load_tokenizer
 from circuitkit.models.train import ZooConfig
+from circuitkit.planted.config import PlantedConfig
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 
-BUILTIN: dict[str, ZooConfig] = {
+BUILTIN: dict[str, ZooConfig | PlantedConfig] = {
     "ck-tiny": ZooConfig(
         name="ck-tiny",
         n_layers=4,
@@ -47,7 +48,22 @@ BUILTIN: dict[str, ZooConfig] = {
         lr=1e-3,
     ),
 }
-ALIASES = {"tiny": "ck-tiny", "default": "ck-6l"}
+# Planted models (circuitkit.planted): Strict IIT puts a known many-part circuit in charge of one task.
+PLANTED: dict[str, PlantedConfig] = {
+    "ck-planted-gt": PlantedConfig(name="ck-planted-gt", task="greater_than", steps=300, warmup=50),
+}
+# Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable
+# with circuitkit.planted.build.build_planted(..., out_dir=...), not shipped, not in the zoo listing.
+PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
+    "ck-planted-ioi": PlantedConfig(name="ck-planted-ioi", task="ioi", init_from="ck-tiny", steps=500),
+}
+BUILTIN.update(PLANTED)
+ALIASES = {
+    "tiny": "ck-tiny",
+    "default": "ck-6l",
+    "planted-ioi": "ck-planted-ioi",
+    "planted-gt": "ck-planted-gt",
+}
 DEFAULT_MODEL = "ck-6l"
 
 CONFIG_KEYS = (

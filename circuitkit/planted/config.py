@@ -1,0 +1,76 @@
+"""The recipe of a planted built-in model (kept free of heavy imports: the zoo registry imports it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PlantedConfig:
+    """Recipe of a planted built-in model: architecture, high-level task, SIIT losses, optimisation."""
+
+    name: str
+    """Model name in the zoo (also the folder name)."""
+    task: str
+    """``"ioi"`` or ``"greater_than"``: which high-level model to plant."""
+    n_layers: int = 3
+    """Transformer blocks."""
+    d_model: int = 96
+    """Residual stream width."""
+    n_heads: int = 4
+    """Attention heads per layer."""
+    d_mlp: int = 384
+    """MLP hidden width (GELU)."""
+    n_ctx: int = 64
+    """Context length; natural-text rows are this long."""
+    tokenizer_from: str = "ck-tiny"
+    """Built-in model whose tokenizer is reused (the same BPE, task words single tokens)."""
+    init_from: str | None = None
+    """Built-in model whose embeddings, first ``n_layers`` blocks and unembedding start the training
+    (same widths required); None: random initialisation from ``seed``."""
+    steps: int = 1500
+    """Optimiser steps."""
+    batch: int = 48
+    """Task prompts per step (base and source batches each this size)."""
+    text_batch: int = 16
+    """Rows of natural text added on text steps."""
+    text_every: int = 2
+    """Every text_every-th step also takes a natural-text next-token loss."""
+    w_behaviour: float = 1.0
+    """Weight of the behaviour loss."""
+    w_iit: float = 1.0
+    """Weight of the interchange-intervention loss."""
+    w_strict: float = 1.0
+    """Weight of the strictness loss."""
+    w_text: float = 1.0
+    """Weight of the natural-text next-token loss."""
+    p_strict: float = 0.25
+    """Probability that each non-aligned component is resample-ablated in a row of the strict pass."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW), linear warm-up then cosine decay to 10 %."""
+    warmup: int = 100
+    """Warm-up steps."""
+    weight_decay: float = 0.05
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seeds weights, prompts and interventions."""
+    text_dir: str | None = None
+    """Folder of natural text; None: the Python documentation sources (Debian python3.11-doc)."""
+    max_text_chars: int | None = 1_500_000
+    """Read at most this many characters of natural text."""
+    extra: dict = field(default_factory=dict)
+    """Task-specific options passed to the high-level model."""
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def vocab_size(self) -> int:  # shown by `circuitkit zoo list`
+        return 2048
+
+    def __post_init__(self) -> None:
+        if self.task not in ("ioi", "greater_than"):
+            raise ValueError(f"PlantedConfig.task must be 'ioi' or 'greater_than', got {self.task!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")

@@ -1,0 +1,98 @@
+"""The planted greater-than circuit: a high-level model after Hanna et al. 2023 ("How does GPT-2 compute
+greater-than?", arXiv 2305.00586).
+
+Prompts "The [NOUN] lasted from the year [C][YY] to the year [C]"; the next token is a two-digit year.
+
+* ``year`` (MLP 0 at YY): the start year YY, built from the YY token (GPT-2's early MLPs do this);
+* ``tens`` and ``units`` (two heads at END, attending to YY): the tens digit and the units digit of
+  ``year``, moved to END by two heads in parallel;
+* ``greater`` (MLP 2 at END): the year 10 x tens + units, turned into the answer;
+* output: uniform over the two-digit years later than ``greater`` (99 alone when none is).
+
+An intervention on ``tens`` keeps the base prompt's units digit, so each head moves a known part of the
+answer on its own.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from circuitkit.planted.graph import AlignedBatch, Node
+from circuitkit.tasks import greater_than, vocab
+from circuitkit.tasks.base import TaskError, check_single_tokens, encode_prompts
+
+
+def default_nodes() -> tuple[Node, ...]:
+    """Two MLPs and two heads in three layers."""
+    return (
+        Node("year", "year MLP", 0, None, "YY", reads=("tokens",)),
+        Node("tens", "attends to YY (tens)", 1, 1, "end", reads=("year",)),
+        Node("units", "attends to YY (units)", 1, 3, "end", reads=("year",)),
+        Node("greater", "greater-than MLP", 2, None, "end", reads=("tens", "units")),
+    )
+
+
+class GreaterThanHighLevel:
+    """High-level causal model of greater-than over a tokenizer's vocabulary."""
+
+    task = "greater_than"
+
+    def __init__(self, tokenizer, nodes: tuple[Node, ...] | None = None, p_abc: float = 0.15) -> None:
+        self.tokenizer = tokenizer
+        self.nodes = nodes or default_nodes()
+        if [n.name for n in self.nodes] != [n.name for n in default_nodes()]:
+            raise ValueError("greater-than nodes must be year, tens, units, greater in order")
+        self.p_abc = p_abc
+        """Share of sampled rows with the corruption YY = 01."""
+        self.vocab = len(tokenizer)
+        years = check_single_tokens(tokenizer, [f"{i:02d}" for i in range(100)], "two-digit years")
+        self.year_ids = torch.tensor([years[f"{i:02d}"] for i in range(100)])
+
+    def sample(
+        self,
+        rng: random.Random,
+        n: int,
+        *,
+        split: str = "train",
+        template: str | None = None,
+        p_abc: float | None = None,
+    ) -> AlignedBatch:
+        nouns = greater_than.nouns(split)
+        p_abc = self.p_abc if p_abc is None else p_abc
+        yys = [1 if rng.random() < p_abc else rng.choice(greater_than.YY_RANGE) for _ in range(n)]
+        texts = [greater_than.fill(rng.choice(nouns), rng.choice(vocab.GT_CENTURIES), yy) for yy in yys]
+        tokens = torch.tensor(encode_prompts(self.tokenizer, texts))
+        if tokens.ndim != 2:
+            raise TaskError("greater-than prompts tokenise to different lengths for this tokenizer")
+        yy_pos = [i for i, t in enumerate(tokens[0].tolist()) if t == int(self.year_ids[yys[0]])]
+        return AlignedBatch(
+            tokens=tokens,
+            positions={"YY": yy_pos[0], "end": tokens.shape[1] - 1},
+            variables={"yy": torch.tensor(yys)},
+            layout="greater_than",
+        )
+
+    def _answer(self, year: Tensor) -> Float[Tensor, "batch vocab"]:
+        ys = torch.arange(100, device=year.device)
+        later = (ys[None, :] > year[:, None]).float()
+        later[later.sum(-1) == 0, 99] = 1.0
+        later = later / later.sum(-1, keepdim=True)
+        out = torch.zeros(len(year), self.vocab, device=year.device)
+        out[:, self.year_ids.to(year.device)] = later
+        return out
+
+    def output(
+        self, base: AlignedBatch, source: AlignedBatch | None = None, node: Tensor | None = None
+    ) -> Float[Tensor, "batch vocab"]:
+        yy = base.variables["yy"]
+        if node is None or source is None:
+            return self._answer(yy)
+        src = source.variables["yy"]
+        tens = torch.where((node == 0) | (node == 1), src // 10, yy // 10)
+        units = torch.where((node == 0) | (node == 2), src % 10, yy % 10)
+        year = torch.where(node == 3, src, 10 * tens + units)
+        return self._answer(year)

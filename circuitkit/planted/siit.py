@@ -1,0 +1,315 @@
+"""Strict interchange intervention training (SIIT) of a small GPT-2-style transformer.
+
+Gupta et al. 2024 ("InterpBench: semi-synthetic transformers for evaluating mechanistic
+interpretability techniques", arXiv 2407.14494), building on interchange intervention training (IIT,
+Geiger et al. 2022, "Inducing causal structure for interpretable neural networks"). Three losses on
+task prompts, at the last position, against the high-level model's output distribution:
+
+* **behaviour**: the plain forward pass matches the high-level output;
+* **IIT**: run a *source* prompt, copy one aligned node's activation (a head's ``hook_z`` or an MLP's
+  ``hook_mlp_out``, at the node's position) into the *base* prompt's run; the output must match the
+  high-level model's output under the same intervention;
+* **strictness**: resample-ablate non-aligned components (every position) and aligned components at
+  their non-aligned positions (each independently with probability ``p_strict``); the output must stay
+  the high-level output of the base prompt.
+
+Natural-text next-token loss is mixed in (as for ck-tiny / ck-6l) so that the weights serve language
+too; the planted circuit is what carries the task.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from circuitkit.models import corpus
+from circuitkit.planted.config import PlantedConfig
+from circuitkit.planted.graph import AlignedBatch, HighLevelModel, Node
+
+
+def high_level(task: str, tokenizer, **extra) -> HighLevelModel:
+    """The task's high-level causal model for a tokenizer."""
+    if task == "ioi":
+        from circuitkit.planted.ioi import IOIHighLevel
+
+        return IOIHighLevel(tokenizer, **extra)
+    from circuitkit.planted.greater_than import GreaterThanHighLevel
+
+    return GreaterThanHighLevel(tokenizer, **extra)
+
+
+def hooked_config(cfg: PlantedConfig, d_vocab: int, device: str) -> HookedTransformerConfig:
+    return HookedTransformerConfig(
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_ctx=cfg.n_ctx,
+        d_head=cfg.d_head,
+        n_heads=cfg.n_heads,
+        d_mlp=cfg.d_mlp,
+        d_vocab=d_vocab,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="standard",
+        original_architecture="GPT2LMHeadModel",
+        model_name=cfg.name,
+        seed=cfg.seed,
+        device=device,
+        default_prepend_bos=True,
+    )
+
+
+# --- interventions ------------------------------------------------------------------------------------
+
+
+def cache_components(model: HookedTransformer, tokens: Tensor) -> dict[str, Tensor]:
+    """Every head's ``hook_z`` and every MLP's ``hook_mlp_out`` on ``tokens`` (no gradient)."""
+    names = {f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)}
+    names |= {f"blocks.{layer}.hook_mlp_out" for layer in range(model.cfg.n_layers)}
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    return {k: v.detach() for k, v in cache.items()}
+
+
+@dataclass
+class PatchMasks:
+    """Where to take source values, per layer: [batch, pos, head] masks for heads, [batch, pos] for MLPs."""
+
+    heads: list[Tensor]
+    mlps: list[Tensor]
+
+    @classmethod
+    def empty(cls, model: HookedTransformer, batch: int, pos: int) -> PatchMasks:
+        dev = model.cfg.device
+        n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
+        return cls(
+            [torch.zeros(batch, pos, n_h, dtype=torch.bool, device=dev) for _ in range(n_l)],
+            [torch.zeros(batch, pos, dtype=torch.bool, device=dev) for _ in range(n_l)],
+        )
+
+
+def end_logits(
+    model: HookedTransformer, tokens: Tensor, end: int, hooks: list[tuple[str, Callable]] | None = None
+) -> Float[Tensor, "batch vocab"]:
+    """Logits at position ``end`` only: the unembedding of the other positions is a third of a small
+    model's forward pass and the SIIT losses never read it."""
+    resid = model.run_with_hooks(tokens, fwd_hooks=hooks or [], stop_at_layer=model.cfg.n_layers)
+    return model.unembed(model.ln_final(resid[:, end : end + 1]))[:, 0]
+
+
+def patch_hooks(source: dict[str, Tensor], masks: PatchMasks) -> list[tuple[str, Callable]]:
+    """Hooks that replace the masked head / MLP outputs by the source run's values."""
+    hooks: list[tuple[str, Callable]] = []
+    for layer in range(len(masks.heads)):
+        if masks.heads[layer].any():
+            name, m = f"blocks.{layer}.attn.hook_z", masks.heads[layer]
+            hooks.append((name, lambda z, hook, m=m, s=source[name]: torch.where(m[..., None], s, z)))
+        if masks.mlps[layer].any():
+            name, m = f"blocks.{layer}.hook_mlp_out", masks.mlps[layer]
+            hooks.append((name, lambda x, hook, m=m, s=source[name]: torch.where(m[..., None], s, x)))
+    return hooks
+
+
+def patched_logits(
+    model: HookedTransformer, tokens: Tensor, source: dict[str, Tensor], masks: PatchMasks
+) -> Float[Tensor, "batch pos vocab"]:
+    """Forward ``tokens`` with the masked head / MLP outputs replaced by the source run's values."""
+    return model.run_with_hooks(tokens, fwd_hooks=patch_hooks(source, masks))
+
+
+def iit_masks(
+    model: HookedTransformer, nodes: tuple[Node, ...], batch: AlignedBatch, node: Tensor
+) -> PatchMasks:
+    """Row ``i`` patches node ``node[i]`` at its position (``-1``: nothing)."""
+    masks = PatchMasks.empty(model, len(batch), batch.tokens.shape[1])
+    for k, n in enumerate(nodes):
+        rows = node == k
+        pos = batch.positions[n.position]
+        if n.head is not None:
+            masks.heads[n.layer][rows, pos, n.head] = True
+        else:
+            masks.mlps[n.layer][rows, pos] = True
+    return masks
+
+
+def strict_masks(
+    model: HookedTransformer,
+    nodes: tuple[Node, ...],
+    batch: AlignedBatch,
+    p: float,
+    generator: torch.Generator,
+) -> PatchMasks:
+    """Each non-aligned component (each aligned one off its position) ablated per row with probability p."""
+    b, pos = batch.tokens.shape
+    n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
+    draw_h = torch.rand(n_l, b, n_h, generator=generator) < p
+    draw_m = torch.rand(n_l, b, generator=generator) < p
+    heads = [draw_h[layer][:, None, :].expand(b, pos, n_h).clone() for layer in range(n_l)]
+    mlps = [draw_m[layer][:, None].expand(b, pos).clone() for layer in range(n_l)]
+    for n in nodes:  # an aligned component keeps its own position
+        if n.head is not None:
+            heads[n.layer][:, batch.positions[n.position], n.head] = False
+        else:
+            mlps[n.layer][:, batch.positions[n.position]] = False
+    dev = model.cfg.device
+    return PatchMasks([h.to(dev) for h in heads], [m.to(dev) for m in mlps])
+
+
+def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
+    """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    ent = torch.where(target > 0, target * target.clamp_min(1e-12).log(), torch.zeros_like(target)).sum(-1)
+    return (ent - (target * logp).sum(-1)).mean()
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+
+def _lr_at(step: int, cfg: PlantedConfig) -> float:
+    import math
+
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def init_from_builtin(model: HookedTransformer, name: str) -> None:
+    """Copy a built-in model's embeddings, unembedding, final norm and first blocks into ``model``."""
+    from circuitkit.models import zoo
+
+    donor = zoo.read_model_dir(zoo.builtin_dir(name), model.cfg.device).state_dict()
+    own = model.state_dict()
+    keep = {
+        k: v.float()
+        for k, v in donor.items()
+        if k in own and (not k.startswith("blocks.") or int(k.split(".")[1]) < model.cfg.n_layers)
+    }
+    bad = [k for k, v in keep.items() if v.shape != own[k].shape]
+    if bad:
+        raise ValueError(f"init_from={name!r}: shapes differ for {bad[:4]}; use the donor's widths")
+    model.load_state_dict(keep, strict=False)
+
+
+@dataclass
+class TrainedPlanted:
+    model: HookedTransformer
+    tokenizer: object
+    high_level: HighLevelModel
+    stats: dict
+
+
+def train_planted(
+    cfg: PlantedConfig,
+    tokenizer,
+    *,
+    progress: bool = True,
+    log_every: int = 50,
+    log: Callable[[str], None] | None = None,
+    on_step: Callable[[int, HookedTransformer], None] | None = None,
+) -> TrainedPlanted:
+    """Train a model per ``cfg`` with the three SIIT losses plus natural text (CPU, or CUDA if present).
+
+    ``log`` receives a line of smoothed losses every ``log_every`` steps; ``on_step(step, model)`` is
+    called after every step (checkpoints)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    rng = random.Random(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    hl = high_level(cfg.task, tokenizer, **cfg.extra)
+    paragraphs, text_meta = corpus.load_text(cfg.text_dir, cfg.max_text_chars)
+    bos = tokenizer.bos_token_id
+    stream = torch.tensor(
+        [t for ids in tokenizer(paragraphs, add_special_tokens=False)["input_ids"] for t in [*ids, bos]]
+    )
+    model = HookedTransformer(hooked_config(cfg, len(tokenizer), device))
+    if cfg.init_from:
+        init_from_builtin(model, cfg.init_from)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    ema: dict[str, float] = {}
+    bar = tqdm(range(cfg.steps), desc=f"SIIT {cfg.name}", disable=not progress, unit="step")
+    for step in bar:
+        base = hl.sample(rng, cfg.batch).to(device)
+        source = hl.sample(rng, cfg.batch, template=base.layout).permuted(gen).to(device)
+        end = base.positions["end"]
+        src_cache = cache_components(model, source.tokens)
+        model.train()
+        node = torch.randint(0, len(hl.nodes), (cfg.batch,), generator=gen).to(device)
+        losses = {
+            "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end), hl.output(base)),
+            "iit": soft_cross_entropy(
+                end_logits(
+                    model, base.tokens, end, patch_hooks(src_cache, iit_masks(model, hl.nodes, base, node))
+                ),
+                hl.output(base, source, node),
+            ),
+            "strict": soft_cross_entropy(
+                end_logits(
+                    model,
+                    base.tokens,
+                    end,
+                    patch_hooks(src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen)),
+                ),
+                hl.output(base),
+            ),
+        }
+        loss = (
+            cfg.w_behaviour * losses["behaviour"]
+            + cfg.w_iit * losses["iit"]
+            + cfg.w_strict * losses["strict"]
+        )
+        if step % cfg.text_every == 0:
+            starts = torch.randint(0, len(stream) - cfg.n_ctx, (cfg.text_batch,), generator=gen)
+            rows = torch.stack([stream[s : s + cfg.n_ctx - 1] for s in starts])
+            tokens = torch.cat([torch.full((cfg.text_batch, 1), bos), rows], dim=1).to(device)
+            losses["text"] = model(tokens, return_type="loss")
+            loss = loss + cfg.w_text * losses["text"]
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        for k, v in losses.items():
+            v = float(v.detach())
+            ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()})
+        if log is not None and (step % log_every == 0 or step == cfg.steps - 1):
+            log(
+                f"step {step} "
+                + " ".join(f"{k}={v:.4f}" for k, v in ema.items())
+                + f" t={time.time() - t0:.0f}s"
+            )
+        if on_step is not None:
+            on_step(step, model)
+    model.eval()
+    stats = {
+        "steps": cfg.steps,
+        "final_losses_ema": {k: round(v, 4) for k, v in ema.items()},
+        "seconds": round(time.time() - t0, 1),
+        "device": device,
+        "torch": torch.__version__,
+        "corpus": {**text_meta, "text_stream_tokens": len(stream), "text_every": cfg.text_every},
+    }
+    return TrainedPlanted(model=model, tokenizer=tokenizer, high_level=hl, stats=stats)
+
+
+def recipe_dict(cfg: PlantedConfig) -> dict:
+    return asdict(cfg)

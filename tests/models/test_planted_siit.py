@@ -1,0 +1,211 @@
+"""Strict IIT machinery: the high-level models' answers under interventions, and the patching masks.
+
+No shipped model needed: the high-level models are checked against hand-computed answers, the patching
+helpers against defining properties (no mask = plain forward; every component patched everywhere =
+the source run's logits, a TransformerLens forward of the source prompts).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer
+
+from circuitkit.patching.path import path_patching
+from circuitkit.planted.greater_than import GreaterThanHighLevel
+from circuitkit.planted.ioi import IOIHighLevel
+from circuitkit.planted.siit import (
+    PatchMasks,
+    cache_components,
+    end_logits,
+    iit_masks,
+    patched_logits,
+    soft_cross_entropy,
+    strict_masks,
+)
+from circuitkit.planted.validate import component_edge_scores, edge_report, planted_edges
+from circuitkit.tasks import make_ioi
+
+
+@pytest.fixture(scope="module")
+def ioi_hl(tiny_model):
+    return IOIHighLevel(tiny_model.tokenizer)
+
+
+def test_ioi_prompts_line_up_with_variables(ioi_hl, tiny_model):
+    b = ioi_hl.sample(random.Random(0), 16, p_abc=0.5)
+    tok = b.tokens
+    assert torch.equal(tok[:, b.positions["slot1"]], b.variables["slot1"])
+    assert torch.equal(tok[:, b.positions["slot2"]], b.variables["slot2"])
+    assert torch.equal(tok[:, b.positions["S2"]], b.variables["S2"])
+    assert b.positions["end"] == tok.shape[1] - 1
+    dup = ioi_hl.duplicate(b.variables)
+    first = b.variables["S2"] == b.variables["slot1"]
+    second = b.variables["S2"] == b.variables["slot2"]
+    assert first.any() and second.any() and (dup == -1).any()  # BABA, ABBA and ABC rows all drawn
+    assert torch.equal(dup == -1, ~(first | second)) and torch.equal(
+        dup[dup != -1], b.variables["S2"][dup != -1]
+    )
+
+
+def test_ioi_high_level_answers(ioi_hl):
+    rng = random.Random(1)
+    base = ioi_hl.sample(rng, 32, p_abc=0.0)
+    v = base.variables
+    io = torch.where(v["S2"] == v["slot1"], v["slot2"], v["slot1"])
+    s = v["S2"]
+    out = ioi_hl.output(base)
+    assert torch.equal(out.argmax(-1), io) and torch.allclose(out.max(-1).values, torch.ones(32))
+    # intervening on the duplicate (or S-inhibition) node inhibits the source's repeated name: half on
+    # each base name when the base prompt lacks it, the other base name when the base prompt has it
+    source = ioi_hl.sample(rng, 32, template=base.layout, p_abc=0.0)
+    source.variables["S2"][:4] = v["slot1"][:4]  # rows 0-3: the source repeats base's first-slot name
+    source.variables["slot1"][:4] = v["slot1"][:4]
+    s2 = source.variables["S2"]
+    lacks = (s2 != v["slot1"]) & (s2 != v["slot2"])
+    assert not lacks[:4].any() and lacks.sum() > 20
+    r = torch.arange(32)[lacks]
+    for k in (0, 1):
+        out = ioi_hl.output(base, source, torch.full((32,), k))
+        assert torch.equal(out[:4].argmax(-1), v["slot2"][:4])
+        assert torch.allclose(out[r, v["slot1"][lacks]], torch.full((len(r),), 0.5))
+        assert torch.allclose(out[r, v["slot2"][lacks]], torch.full((len(r),), 0.5))
+    assert not torch.equal(io, s)
+    src_io = ioi_hl.output(source).argmax(-1)
+    rows = torch.arange(32)
+    for k, share in ((2, 0.6), (3, 0.4)):
+        out = ioi_hl.output(base, source, torch.full((32,), k))
+        differs = src_io != io
+        assert torch.allclose(out[rows, src_io][differs], torch.full((int(differs.sum()),), share))
+    # ABC rows: nothing inhibited, half on each first-clause name, none on the third name
+    abc = ioi_hl.sample(rng, 8, p_abc=1.0)
+    out = ioi_hl.output(abc)
+    r = torch.arange(8)
+    assert torch.allclose(out[r, abc.variables["slot1"]], torch.full((8,), 0.5))
+    assert torch.all(out[r, abc.variables["S2"]] == 0)
+
+
+def test_greater_than_high_level_answers(tiny_model):
+    hl = GreaterThanHighLevel(tiny_model.tokenizer)
+    base = hl.sample(random.Random(0), 4, p_abc=0.0)
+    source = hl.sample(random.Random(1), 4, p_abc=0.0)
+    base.variables["yy"] = torch.tensor([32, 57, 90, 5])
+    source.variables["yy"] = torch.tensor([81, 14, 9, 99])
+    years = hl.year_ids
+
+    def first_year(dist: torch.Tensor) -> list[int]:
+        mass = dist[:, years]
+        return [int(torch.nonzero(row)[0]) for row in mass]
+
+    assert first_year(hl.output(base)) == [33, 58, 91, 6]
+    assert first_year(hl.output(base, source, torch.full((4,), 1))) == [83, 18, 1, 96]  # tens from source
+    assert first_year(hl.output(base, source, torch.full((4,), 2))) == [32, 55, 99, 10]  # units from source
+    assert first_year(hl.output(base, source, torch.full((4,), 3))) == [82, 15, 10, 99]  # nothing later: 99
+    out = hl.output(base)
+    assert torch.allclose(out.sum(-1), torch.ones(4))
+    assert torch.allclose(out[0, years[33:]], torch.full((67,), 1 / 67))
+    assert base.positions["end"] == base.tokens.shape[1] - 1
+    yy_tokens = hl.sample(random.Random(5), 8, p_abc=0.0)
+    assert torch.equal(yy_tokens.tokens[:, yy_tokens.positions["YY"]], years[yy_tokens.variables["yy"]])
+
+
+def test_patched_logits_defining_properties(tiny_model: HookedTransformer, ioi_hl):
+    base = ioi_hl.sample(random.Random(2), 6)
+    source = ioi_hl.sample(random.Random(3), 6, template=base.layout)
+    cache = cache_components(tiny_model, source.tokens)
+    b, p = base.tokens.shape
+    with torch.no_grad():
+        none = patched_logits(tiny_model, base.tokens, cache, PatchMasks.empty(tiny_model, b, p))
+        assert torch.allclose(none, tiny_model(base.tokens), atol=1e-5)
+        end = base.positions["end"]
+        assert torch.allclose(end_logits(tiny_model, base.tokens, end), none[:, end], atol=1e-5)
+        assert torch.allclose(end_logits(tiny_model, base.tokens, end - 3), none[:, end - 3], atol=1e-5)
+        # every head and MLP from the source, everywhere: only embeddings differ, and the last layer's
+        # residual is embeddings + all heads + all MLPs, so positions whose tokens agree match the source
+        full = PatchMasks.empty(tiny_model, b, p)
+        for m in full.heads + full.mlps:
+            m.fill_(True)
+        out = patched_logits(tiny_model, base.tokens, cache, full)
+        ref = tiny_model(source.tokens)
+        same = (base.tokens == source.tokens).all(0)
+        assert torch.allclose(out[:, same], ref[:, same], atol=1e-4)
+        assert not torch.allclose(out[:, ~same], ref[:, ~same], atol=1e-2)
+
+
+def test_masks_touch_only_what_they_should(tiny_model, ioi_hl):
+    base = ioi_hl.sample(random.Random(4), 8)
+    nodes = ioi_hl.nodes
+    which = torch.tensor([0, 1, 2, 3, -1, 0, 1, 2])
+    m = iit_masks(tiny_model, nodes, base, which)
+    assert sum(int(x.sum()) for x in m.heads) == 7 and sum(int(x.sum()) for x in m.mlps) == 0
+    for k, n in enumerate(nodes):
+        rows = (which == k).nonzero().flatten()
+        assert m.heads[n.layer][rows, base.positions[n.position], n.head].all()
+    s = strict_masks(tiny_model, nodes, base, 1.0, torch.Generator().manual_seed(0))
+    for n in nodes:  # with p = 1 everything is ablated except each aligned head at its own position
+        assert not s.heads[n.layer][:, base.positions[n.position], n.head].any()
+        others = [q for q in range(base.tokens.shape[1]) if q != base.positions[n.position]]
+        assert s.heads[n.layer][:, others, n.head].all()
+    assert all(x.all() for x in s.mlps)
+    s0 = strict_masks(tiny_model, nodes, base, 0.0, torch.Generator().manual_seed(0))
+    assert not any(x.any() for x in s0.heads + s0.mlps)
+
+
+def test_soft_cross_entropy_is_kl():
+    logits = torch.randn(5, 7)
+    target = torch.softmax(torch.randn(5, 7), -1)
+    kl = torch.nn.functional.kl_div(torch.log_softmax(logits, -1), target, reduction="batchmean")
+    assert torch.allclose(soft_cross_entropy(logits, target), kl, atol=1e-6)
+    assert float(soft_cross_entropy(target.log(), target)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_edge_report_ranks_planted_against_the_rest(ioi_hl):
+    nodes = ioi_hl.nodes
+    assert {(s.name, r.name) for s, r in planted_edges(nodes)} == {
+        ("duplicate", "s_inhibition"),
+        ("s_inhibition", "name_mover"),
+        ("s_inhibition", "backup_name_mover"),
+    }
+    scores = torch.full((3, 4, 3, 4), float("nan"), dtype=torch.float64)
+    for layer in (1, 2):
+        scores[layer, :, :layer] = 0.01
+    scores[1, 2, 0, 1] = 0.9  # duplicate -> s-inhibition
+    scores[2, 0, 1, 2] = 0.5
+    scores[2, 3, 1, 2] = 0.3
+    assert edge_report(nodes, scores)["all_planted_above_unplanted"]
+    scores[2, 1, 0, 2] = -0.35  # an unplanted edge stronger than the weakest planted one
+    rep = edge_report(nodes, scores)
+    assert not rep["all_planted_above_unplanted"]
+    assert rep["largest_unplanted"][0]["edge"] == "L0H2->L2H1"
+
+
+def test_component_edges_equal_path_patching_with_frozen_mlps(tiny_model):
+    data = make_ioi(tiny_model.tokenizer, 8, seed=0)
+    senders = [(0, h) for h in range(4)] + [(0, None), (1, 2)]
+    receivers = [(1, 1), (2, 0), (1, None), "logits"]
+    got = component_edge_scores(tiny_model, data, senders, receivers)
+    assert ((1, 2), (1, 1)) not in got and ((0, None), (1, None)) in got and ((1, 2), (1, None)) in got
+    for r in ((1, 1), (2, 0)):
+        ref = path_patching(
+            tiny_model, data.clean_tokens, data.corrupted_tokens, data.metric, [r], freeze_mlps=True
+        ).normalized()
+        for s in senders:
+            if s[1] is not None and s[0] < r[0]:
+                assert got[(s, r)] == pytest.approx(float(ref[s]), abs=1e-4)
+    # an edge into the logits is the sender's direct effect: all of them together with the embeddings
+    # and every other component's direct effect make up the whole clean - corrupted gap
+    assert any(abs(got[(s, "logits")]) > 1e-3 for s in senders)
+
+
+def test_validation_rejects_a_naturally_trained_model(tiny_model):
+    """Negative control: ck-tiny carries IOI through one head that no planted node names, so the checks
+    that pass for a planted model must fail for it."""
+    from circuitkit.planted.validate import component_effects, summarise_components
+
+    hl = IOIHighLevel(tiny_model.tokenizer)
+    data = make_ioi(tiny_model.tokenizer, 16, seed=1)
+    worst = summarise_components(hl.nodes, component_effects(tiny_model, data))
+    assert worst["heads_denoising"]["max_abs_nonaligned"] > 0.5
+    assert worst["heads_denoising"]["component"] == "L0H3"
