@@ -40,7 +40,11 @@ METHODS = [
     ("ig", ["steps=2"]),
     ("heads", ["steps=20"]),
     ("features", [f"dictionaries={RELEASE_SPEC}"]),
+    ("edge-patching", []),
+    ("eap", []),
+    ("eap-ig", ["steps=2"]),
 ]
+NODE_METHODS = ("activation", "atp", "atp*", "relp", "ig")
 
 
 def test_discover_every_method_by_name(gpt2_home, use_hf_home, tmp_path):
@@ -63,7 +67,7 @@ def test_discover_every_method_by_name(gpt2_home, use_hf_home, tmp_path):
         if method == "features":  # the sae-lens release's latents, by their spec
             assert set(res.table["dictionary"]) == {RELEASE_SPEC}
             assert (res.table["family"] == "latent").sum() == 128
-        elif method != "heads":
+        elif method in NODE_METHODS:
             assert res.grid("head").shape == (2, 4)
 
 
