@@ -108,7 +108,8 @@ def register(subparsers) -> None:
         action="append",
         default=None,
         metavar="SPEC",
-        help="method spec NAME[:key=value,...], repeatable (default: AtP, AtP*, RelP variants, IG)",
+        help="method spec NAME[:key=value,...], repeatable (default: AtP, AtP*, RelP variants, IG); edge "
+        "methods (eap, eap-ig:steps=5, edge-patching) are scored against exact edge patching",
     )
     e.add_argument(
         "--k",
