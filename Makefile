@@ -4,14 +4,20 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
+# The explorer listens on this machine only. To open it to a network on purpose:
+#   make app APP_ADDRESS=0.0.0.0
+APP_ADDRESS ?= 127.0.0.1
+APP_PORT    ?= 8501
 
-.PHONY: setup system-deps app test lint format zoo clean-venv
+.PHONY: setup system-deps app test check lint typecheck format zoo clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch==2.13.0 first: it is the CPU build on these machines; a bare `torch` would pull CUDA wheels
-	$(PY) -m pip install -q "torch==2.13.0"
+	# torch==2.13.0 first (the CPU build on these machines): pyproject only sets a lower bound, which a
+	# bare install would satisfy with a multi-GB CUDA build. A torch already in the venv (e.g. a CUDA
+	# build installed on purpose on a GPU machine) is kept.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -22,13 +28,21 @@ system-deps:
 	bash scripts/system-deps.sh
 
 app: setup
-	$(VENV)/bin/streamlit run app/Home.py --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app/Home.py --server.address $(APP_ADDRESS) --server.port $(APP_PORT) \
+		--server.headless true --browser.gatherUsageStats false
 
-test: setup system-deps
+# Static checks first (seconds), then the suite.
+test: setup system-deps check
 	$(PY) -m pytest
+
+check: lint typecheck
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# mypy over the packages, lenient (see [tool.mypy] in pyproject.toml).
+typecheck:
+	$(PY) -m mypy
 
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .

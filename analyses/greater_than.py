@@ -5,12 +5,15 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
 
+# %%
 # ruff: noqa: E402, B018
 # (notebook: imports follow the parameters cell; a cell's last bare expression is its displayed output)
 
@@ -41,6 +44,9 @@ N_PROMPTS = 32  # prompt pairs for every method
 DEVICE = None  # None: CUDA when present, else CPU
 FAST = False  # fewer prompts and methods: the CI run
 SEED = 0  # seed of the prompts
+# step 6: None = the dictionaries shipped for the model, or a list of specs: shipped ids, sae-lens
+# folders, sae-lens "release/sae_id" (e.g. "gpt2-small-res-jb/blocks.8.hook_resid_pre", from the HF cache)
+DICTIONARIES = None
 FIGURES = "auto"  # "png" (static, kaleido + Chromium), "html" (plotly.js inlined), "auto", "none"
 
 # %%
@@ -51,7 +57,7 @@ import pandas as pd
 import plotly.express as px
 import steps
 import torch
-from nbtools import check, setup_figures, show
+from nbtools import check_skill, competence, setup_figures, show
 
 from circuitkit import viz
 from circuitkit.components import head_label
@@ -108,8 +114,12 @@ show(
 
 # %%
 PD_CLEAN, ACC_CLEAN = baseline.iloc[0]
-check(PD_CLEAN >= 0.5, f"the model solves greater-than: probability difference {PD_CLEAN:.3f} >= 0.5")
-check(ACC_CLEAN >= 0.8, f"accuracy {ACC_CLEAN:.3f} >= 0.8")
+SOLVES = competence(
+    {
+        f"the model solves greater-than: probability difference {PD_CLEAN:.3f} >= 0.5": PD_CLEAN >= 0.5,
+        f"accuracy {ACC_CLEAN:.3f} >= 0.8": ACC_CLEAN >= 0.8,
+    }
+)
 
 # %% [markdown]
 # ## 2. Activation patching
@@ -238,7 +248,7 @@ steps.show_codes(ident, gt.heads)
 # in the greater-than prompts and in ordinary text.
 
 # %%
-features = features_step.run(model, data, patching, attribution, found, fast=FAST)
+features = features_step.run(model, data, patching, attribution, found, fast=FAST, dictionaries=DICTIONARIES)
 features.totals if features else None
 
 # %%
@@ -252,8 +262,14 @@ features.top if features else None
 # prompt's YY.
 
 # %%
-if features:
-    tops = features.top[features.top.dictionary.str.endswith("transcoder")].groupby("dictionary").head(1)
+tops = (
+    features.top[features.top.dictionary.str.endswith("transcoder")].groupby("dictionary").head(1)
+    if features
+    else pd.DataFrame()
+)
+if len(tops) == 0:
+    print("no transcoder among the dictionaries: nothing to plot against YY")
+else:
     end = data.positions["end"].cpu()
     by_yy = pd.DataFrame(
         [
@@ -298,7 +314,7 @@ steps.show_circuit_graph(model, patching, faith, gt, role_of)
 
 # %%
 FAITH_FLOOR = 0.6
-check(
+check_skill(
     faith.found.faithfulness >= FAITH_FLOOR,
     f"faithfulness of the found circuit {faith.found.faithfulness:.3f} >= {FAITH_FLOOR}",
 )

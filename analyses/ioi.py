@@ -5,12 +5,15 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
 
+# %%
 # ruff: noqa: E402, B018
 # (notebook: imports follow the parameters cell; a cell's last bare expression is its displayed output)
 
@@ -41,6 +44,9 @@ N_PROMPTS = 32  # prompt pairs for every method
 DEVICE = None  # None: CUDA when present, else CPU
 FAST = False  # fewer prompts and methods: the CI run
 SEED = 0  # seed of the prompts
+# step 6: None = the dictionaries shipped for the model, or a list of specs: shipped ids, sae-lens
+# folders, sae-lens "release/sae_id" (e.g. "gpt2-small-res-jb/blocks.8.hook_resid_pre", from the HF cache)
+DICTIONARIES = None
 FIGURES = "auto"  # "png" (static, kaleido + Chromium), "html" (plotly.js inlined), "auto", "none"
 
 # %%
@@ -50,7 +56,7 @@ import features_step
 import pandas as pd
 import steps
 import torch
-from nbtools import check, setup_figures, show
+from nbtools import check_skill, competence, setup_figures, show
 
 from circuitkit import viz
 from circuitkit.components import head_label
@@ -86,8 +92,12 @@ baseline
 
 # %%
 LD_CLEAN, ACC_CLEAN = baseline.iloc[0]
-check(ACC_CLEAN >= 0.9, f"the model solves IOI: accuracy {ACC_CLEAN:.3f} >= 0.9")
-check(LD_CLEAN >= 1.0, f"clean logit difference {LD_CLEAN:.2f} >= 1.0")
+SOLVES = competence(
+    {
+        f"the model solves IOI: accuracy {ACC_CLEAN:.3f} >= 0.9": ACC_CLEAN >= 0.9,
+        f"clean logit difference {LD_CLEAN:.2f} >= 1.0": LD_CLEAN >= 1.0,
+    }
+)
 
 # %% [markdown]
 # ## 2. Activation patching
@@ -236,7 +246,7 @@ steps.show_codes(ident, gt.heads)
 # their attribution concentrates, and the tokens they fire on, in the IOI prompts and in ordinary text.
 
 # %%
-features = features_step.run(model, data, patching, attribution, found, fast=FAST)
+features = features_step.run(model, data, patching, attribution, found, fast=FAST, dictionaries=DICTIONARIES)
 features.totals if features else None
 
 # %%
@@ -263,7 +273,7 @@ steps.show_circuit_graph(model, patching, faith, gt, role_of)
 
 # %%
 FAITH_FLOOR = 0.6
-check(
+check_skill(
     faith.found.faithfulness >= FAITH_FLOOR,
     f"faithfulness of the found circuit {faith.found.faithfulness:.3f} >= {FAITH_FLOOR}",
 )

@@ -23,6 +23,7 @@ FigureMode = Literal["auto", "png", "html", "none"]
 
 _MODE: str = "none"
 _STOPPED = False
+_SOLVES = True
 
 
 def _in_notebook() -> bool:
@@ -113,3 +114,31 @@ def check(condition: bool, claim: str) -> None:
     if not condition:
         raise AssertionError(f"FAILED: {claim}")
     print(f"ok: {claim}")
+
+
+def competence(claims: dict[str, bool]) -> bool:
+    """Whether the model does the task, from the notebook's baseline claims (claim -> held). Prints each
+    claim; when one fails, says that the checks of competence below (:func:`check_skill`) are skipped.
+
+    A model that does not do the task (GPT-2's random-weight stand-in, a model being trained) still runs
+    every step and every check that holds for any model; only floors that presuppose the behaviour are
+    skipped, each with a line saying so."""
+    global _SOLVES
+    for claim, held in claims.items():
+        print(f"{'ok' if held else 'not met'}: {claim}")
+    _SOLVES = all(claims.values())
+    if not _SOLVES:
+        print(
+            "skip: the model does not solve the task, so the checks that presuppose it (ground-truth "
+            "recall, correlation and faithfulness floors) are skipped below; every other check runs"
+        )
+    return _SOLVES
+
+
+def check_skill(condition: bool, claim: str) -> None:
+    """:func:`check` for a claim that holds only for a model that does the task; skipped, visibly, when
+    :func:`competence` said it does not."""
+    if not _SOLVES:
+        print(f"skipped (the model does not solve the task): {claim}")
+        return
+    check(condition, claim)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from jaxtyping import Float
-from nbtools import check, show, stop_notebook
+from nbtools import check_skill, show, stop_notebook
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -95,10 +95,8 @@ def activation_patching(
 ) -> Patching:
     """Denoising activation patching; draws the (layer, position) heatmaps and the head heatmap."""
     exact = run_method("activation", MethodRequest(model, data, families=tuple(families)))
-    extra = exact.provenance.extra
-    out = Patching(
-        exact, extra["baseline_source"] - extra["baseline_target"], model.to_str_tokens(data.clean_tokens[0])
-    )
+    p = exact.provenance
+    out = Patching(exact, p.baseline_source - p.baseline_target, model.to_str_tokens(data.clean_tokens[0]))
     print(f"{exact.provenance.seconds:.1f} s, ground truth: {gt.source}")
     for family in families:
         if family == "head":
@@ -134,7 +132,7 @@ def check_head_recall(patching: Patching, gt: GroundTruth, floor: float = 0.5) -
     ranking = score_against_circuit(patching.exact.grid("head"), gt, k=k_top)
     auc = ranking["roc_auc"]
     print(f"ground truth: {len(gt.heads)} heads; activation patching ranks them with ROC AUC {auc:.3f}")
-    check(
+    check_skill(
         ranking["recall"] >= floor,
         f"activation patching puts {ranking['recall']:.0%} of the ground-truth heads in its top {k_top} "
         f"(>= {floor:.0%})",
@@ -256,7 +254,7 @@ def check_correlations(attribution: Attribution, floors: Mapping[str, float], fa
     """Assert Pearson r >= floor on ``family`` for each method spec in ``floors``."""
     r = attribution.pearson()
     for spec, floor in floors.items():
-        check(
+        check_skill(
             r[spec, family] >= floor,
             f"{spec} vs activation patching on {family}s: r = {r[spec, family]:.3f} >= {floor}",
         )
@@ -278,6 +276,14 @@ def identify(
 ):
     """Discrete-SAE head identification (O'Neill & Bui 2024) ranked against the ground truth next to
     activation patching and AtP; draws the ROC curves and returns (identification, scores table)."""
+    with torch.no_grad():
+        n_right = int((data.per_prompt_metric(model(data.clean_tokens)) > 0).sum())
+    if n_right < 2:  # positives are prompts the model gets right (O'Neill & Bui): none to learn codes from
+        print(
+            f"skipped: the model gets {n_right} of {len(data)} prompts right; discrete-SAE identification "
+            "needs at least 2 (its positives)"
+        )
+        return None, None
     cfg = HeadIdConfig(
         n_prompts=n_prompts, seed=seed, codebook=CodebookConfig(n_steps=100) if fast else CodebookConfig()
     )
@@ -298,6 +304,8 @@ def identify(
 
 
 def show_codes(ident, heads: Iterable[Head], n: int = 8) -> None:
+    if ident is None:  # step 5 was skipped
+        return
     codes = ident.codes_by_head()
     show(viz.code_histograms({head_label(*h): codes[head_label(*h)] for h in sorted(heads)[:n]}), width=900)
 
@@ -367,7 +375,7 @@ def show_faithfulness_curves(
     rankings = {
         "activation patching": patching.exact.grid("head"),
         "AtP": attribution.results["atp"].grid("head"),
-        "discrete SAE": ident.scores("node"),
+        **({"discrete SAE": ident.scores("node")} if ident is not None else {}),
     }
     if fast:
         rankings = {"activation patching": rankings["activation patching"]}

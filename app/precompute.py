@@ -17,9 +17,7 @@ from circuitkit.components import DEFAULT_FAMILIES
 from circuitkit.heads import HeadIdConfig, identify_heads
 from circuitkit.models import load_model
 from circuitkit.models.zoo import resolve_builtin
-from circuitkit.tasks import make_task
-
-TASKS = ("ioi", "greater_than")
+from circuitkit.tasks import make_task, task_names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(name)
     out = data.PRECOMPUTED / name
     keys = args.methods or list(methods.available())
-    for task in TASKS:
+    for task in task_names():
         dataset = make_task(task, model.tokenizer, args.prompts, seed=0, split="heldout").to(model.cfg.device)
         for method in keys:
             for family in args.families:

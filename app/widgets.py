@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import traceback
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -79,8 +80,11 @@ def table(df: pd.DataFrame, name: str, *, key: str | None = None, **kwargs) -> N
 
 
 def fail(what: str, exc: BaseException, fix: str = "") -> None:
-    """An inline error that says what failed and what to do, never a traceback."""
-    msg = f"**{what}**: {exc}"
+    """An inline error that says what failed and what to do, with the traceback in a closed expander
+    (a user error's message is the whole story; anything else is a bug to report with the detail)."""
+    msg = f"**{what}**: {exc}" if str(exc) else f"**{what}**: {type(exc).__name__}"
     if fix:
         msg += f"\n\n{fix}"
     st.error(msg, icon=":material/error:")
+    with st.expander("Detail"):
+        st.code("".join(traceback.format_exception(exc)), language=None)

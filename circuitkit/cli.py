@@ -1,8 +1,15 @@
-"""The ``circuitkit`` command."""
+"""The ``circuitkit`` command.
+
+Error discipline: a user error (a bad argument, option, name, path, a model that cannot be loaded) is one
+line on stderr naming the input and the fix, exit code 2, raised before any expensive work starts
+(commands validate every argument up front). Anything else is a bug and keeps its traceback.
+``circuitkit --debug ...`` (or ``CIRCUITKIT_DEBUG=1``) shows the traceback of user errors too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -53,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="circuitkit",
         description="Mechanistic-interpretability workbench: built-in toy models, tasks, circuit discovery.",
     )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of user errors too (bugs always have one)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     zoo = sub.add_parser("zoo", help="the built-in toy-model zoo").add_subparsers(
@@ -80,12 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is written for the user (a bad input), not a bug. ``RuntimeError``
+    is not one of them: torch raises it for shape and device bugs, which need their traceback."""
+    from circuitkit.models.corpus import CorpusError
+    from circuitkit.models.loading import ModelLoadError
+
+    return (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, ModelLoadError, CorpusError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("CIRCUITKIT_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        # Known failure kinds carry messages written for the user; a traceback would bury them.
+    except user_errors() as exc:
+        if debug:
+            raise
         print(f"circuitkit: error: {exc}", file=sys.stderr)
         return 2
 

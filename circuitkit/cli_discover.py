@@ -21,16 +21,35 @@ from circuitkit.components import DEFAULT_FAMILIES, FAMILIES
 def _families(text: str) -> list[str]:
     fams = [f.strip() for f in text.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]
-    if bad:
+    if bad or not fams:
         raise argparse.ArgumentTypeError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
     return fams
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} must be KEY=VALUE (e.g. steps=20)")
+    return key.strip(), value.strip()
+
+
 def _common(p: argparse.ArgumentParser) -> None:
+    from circuitkit.tasks import task_names
+
     p.add_argument(
         "--model", default="tiny", help="built-in name (tiny, default), TransformerLens name or folder"
     )
-    p.add_argument("--task", default="ioi", choices=["ioi", "greater_than"], help="task whose prompts to use")
+    p.add_argument("--task", default="ioi", choices=task_names(), help="task whose prompts to use")
     p.add_argument(
         "--families",
         type=_families,
@@ -38,27 +57,34 @@ def _common(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated component families (default {','.join(DEFAULT_FAMILIES)}); "
         f"all: {','.join(FAMILIES)}",
     )
-    p.add_argument("--n-prompts", type=int, default=20, help="prompt pairs")
+    p.add_argument(
+        "--n-prompts",
+        type=_positive_int,
+        default=20,
+        help="prompt pairs (refused up front when the estimated memory exceeds what is available)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts (and resampling)")
     p.add_argument("--split", default="heldout", help="task split to draw prompts from")
     p.add_argument("--direction", default="denoising", choices=["denoising", "noising"])
     p.add_argument("--ablation", default="patch", choices=["patch", "zero", "mean", "resample"])
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--out", default="results", help="output folder for the result files")
+    p.add_argument("--out", default="results", help="output folder for the result files (checked first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def register(subparsers) -> None:
-    names = "activation, atp, atp*, relp, ig, and those circuitkit.heads / circuitkit.features register"
+    names = "activation, atp, atp*, relp, ig, heads, features and any other registered"
     d = subparsers.add_parser("discover", help="score components with one method and write a result table")
     _common(d)
     d.add_argument("--method", default="atp", help=f"method (registered: {names})")
     d.add_argument(
         "--option",
+        type=_option,
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="method option, repeatable (ig: steps=20; relp: rules=ln+identity; atp*: grad_drop=true)",
+        help="method option, repeatable, parsed by the method's declared type "
+        "(ig: steps=20; relp: rules=ln+identity; atp*: grad_drop=true)",
     )
     d.set_defaults(func=_cmd_discover)
 
@@ -74,7 +100,10 @@ def register(subparsers) -> None:
         help="method spec NAME[:key=value,...], repeatable (default: AtP, AtP*, RelP variants, IG)",
     )
     e.add_argument(
-        "--k", type=int, default=None, help="circuit size for precision/recall/F1 (default: true size)"
+        "--k",
+        type=_positive_int,
+        default=None,
+        help="circuit size for precision/recall/F1 (default: true size)",
     )
     e.add_argument(
         "--faithfulness-ablation",
@@ -85,24 +114,32 @@ def register(subparsers) -> None:
     e.set_defaults(func=_cmd_evaluate)
 
 
-def _request(args: argparse.Namespace, options: dict | None = None):
-    from circuitkit.methods import MethodRequest
+def _checked_request(args: argparse.Namespace, specs: list[tuple[str, dict]]):
+    """Validate everything (methods and options, device, output folder, memory) and then build the
+    request: nothing expensive runs before the cheap checks pass."""
+    from circuitkit.methods import MethodRequest, check_request, resolved_model_name
     from circuitkit.models import load_model
+    from circuitkit.resources import check_device, check_fits, check_writable_folder
     from circuitkit.tasks import make_task
 
+    for name, options in specs:
+        check_request(name, args.families, args.direction, args.ablation, options)
+    check_device(args.device)
+    check_writable_folder(args.out)
     model = load_model(args.model, device=args.device)
+    probe = make_task(args.task, model.tokenizer, 2, seed=args.seed, split=args.split)  # split, lengths
+    check_fits(model.cfg, args.n_prompts, probe.seq_len, model.cfg.device)
     data = make_task(args.task, model.tokenizer, args.n_prompts, seed=args.seed, split=args.split)
-    data = data.to(model.cfg.device)
     return MethodRequest(
         model=model,
-        data=data,
+        data=data.to(model.cfg.device),
         families=args.families,
         direction=args.direction,
         ablation=args.ablation,
         seed=args.seed,
-        options=options or {},
+        options=dict(specs[0][1]) if len(specs) == 1 else {},
         progress=not args.quiet,
-        model_name=str(args.model),
+        model_name=resolved_model_name(str(args.model)),
     )
 
 
@@ -111,18 +148,21 @@ def _slug(text: str) -> str:
 
 
 def _cmd_discover(args: argparse.Namespace) -> int:
-    from circuitkit.evaluation.correlation import parse_method
     from circuitkit.methods import run_method
     from circuitkit.results import save
 
-    spec = args.method + (":" + ",".join(args.option) if args.option else "")
-    name, options = parse_method(spec)
-    req = _request(args, options)
-    result = run_method(name, req)
-    stem = _slug(f"{Path(str(args.model)).name}_{args.task}_{name.replace('*', 'star')}")
+    options = dict(args.option)
+    if len(options) != len(args.option):
+        keys = [k for k, _ in args.option]
+        raise ValueError(f"--option given twice for {sorted({k for k in keys if keys.count(k) > 1})}")
+    req = _checked_request(args, [(args.method, options)])
+    result = run_method(args.method, req)
+    stem = _slug(f"{Path(req.name).name}_{args.task}_{args.method.replace('*', 'star')}")
+    if options:
+        stem += "_" + _slug("_".join(f"{k}-{v}" for k, v in sorted(options.items())))
     path = save(result, args.out, stem)
     p = result.provenance
-    print(f"{name}: {len(result.table)} components, {p.passes:g} passes, {p.seconds:.2f} s -> {path}")
+    print(f"{args.method}: {len(result.table)} components, {p.passes:g} passes, {p.seconds:.2f} s -> {path}")
     print(result.top(10)[["family", "component", "score"]].to_string(index=False))
     return 0
 
@@ -130,22 +170,26 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from circuitkit.evaluation.correlation import DEFAULT_METHODS, correlation_table
+    from circuitkit.evaluation.correlation import DEFAULT_METHODS, correlation_table, parse_method
     from circuitkit.evaluation.faithfulness import faithfulness_curve
     from circuitkit.evaluation.ground_truth import score_against_circuit
     from circuitkit.results import save, save_frame
     from circuitkit.tasks.ground_truth import ground_truth
 
-    req = _request(args)
     methods = args.method or list(DEFAULT_METHODS)
+    req = _checked_request(args, [("activation", {})] + [parse_method(m) for m in methods])
+    if args.k is not None and "head" in args.families:
+        n_heads = req.model.cfg.n_layers * req.model.cfg.n_heads
+        if args.k > n_heads:
+            raise ValueError(f"--k {args.k} is more than the model's {n_heads} heads; use 1..{n_heads}")
     table, exact, approx = correlation_table(req, methods)
-    base = _slug(f"{Path(str(args.model)).name}_{args.task}")
+    base = _slug(f"{Path(req.name).name}_{args.task}")
     out = Path(args.out)
     save(exact, out, f"{base}_activation")
     for spec, res in approx.items():
         save(res, out, _slug(f"{base}_{spec.replace('*', 'star')}"))
     meta = {
-        "model": str(args.model),
+        "model": req.name,
         "task": args.task,
         "families": args.families,
         "n_prompts": args.n_prompts,
@@ -164,11 +208,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "head" not in args.families:
         return 0
     try:
-        circuit = ground_truth(str(args.model), args.task)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(
-            f"no ground-truth circuit for {args.model} / {args.task} ({exc}); skipping ROC and faithfulness"
-        )
+        circuit = ground_truth(req.name, args.task)
+    except KeyError as exc:
+        print(f"no ground-truth circuit for {req.name} / {args.task} ({exc}); skipping ROC and faithfulness")
         return 0
     rows, curves = [], []
     d = req.data

@@ -132,6 +132,11 @@ def check_hook(model: HookedTransformer, hook_name: str) -> None:
             f"hook {hook_name!r} does not exist in this run: per-head results are computed only after "
             "model.set_use_attn_result(True)"
         )
+    if model.cfg.attn_only and any(part in hook_name for part in ("mlp", "ln2", "resid_mid")):
+        # An attention-only block keeps these hook points but never runs them.
+        raise ValueError(
+            f"hook {hook_name!r} does not exist in {model.cfg.model_name}: it is attention-only (no MLPs)"
+        )
     if hook_name not in model.hook_dict:
         near = [h for h in model.hook_dict if h.split(".")[-1] == hook_name.split(".")[-1]][:5]
         hint = ""

@@ -21,10 +21,13 @@ def top_predictions(
 ) -> Prediction:
     if not prompt:
         raise ValueError("the prompt is empty: type some text")
-    tokens = model.to_tokens(prompt, prepend_bos=prepend_bos)
+    # truncate=False: TransformerLens would otherwise cut the prompt to n_ctx tokens silently and the
+    # prediction shown would be for other text.
+    tokens = model.to_tokens(prompt, prepend_bos=prepend_bos, truncate=False)
     if tokens.shape[1] > model.cfg.n_ctx:
         raise ValueError(
-            f"the prompt has {tokens.shape[1]} tokens; {model.cfg.model_name} reads at most {model.cfg.n_ctx}"
+            f"the prompt has {tokens.shape[1]} tokens; {model.cfg.model_name} reads at most "
+            f"{model.cfg.n_ctx} (BOS included): shorten it"
         )
     with torch.no_grad():
         logits = model(tokens)[0, -1].float()

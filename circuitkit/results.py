@@ -1,8 +1,11 @@
 """Typed results with provenance: one tidy table per method run, saved as parquet + JSON.
 
 Every discovery method returns a :class:`ResultTable`: a pandas frame with one row per component
-(``family, layer, head, pos, component, score``) plus a :class:`Provenance` saying how the numbers were
-obtained. The CLI writes them, the app and the notebooks read them, so nobody recomputes anything.
+(``family, layer, head, pos, component, score``, plus any extra columns a method adds, e.g. ``sender`` /
+``receiver`` for edges or ``dictionary`` / ``latent`` for feature nodes) and a :class:`Provenance` saying
+how the numbers were obtained. The provenance is built once, from the request, by
+:func:`circuitkit.methods.run_method`; its :meth:`Provenance.key` is what the app looks results up by.
+The CLI writes them, the app and the notebooks read them, so nobody recomputes anything.
 
 On disk a result named ``NAME`` is two files in one folder: ``NAME.parquet`` (the table) and
 ``NAME.json`` (provenance and the baselines). Both are written atomically (temporary file, then
@@ -15,9 +18,10 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -33,7 +37,7 @@ class Provenance:
     """How a table of scores was obtained. A number without its provenance is not a result."""
 
     model: str
-    """Model name (``ck-tiny``, ``gpt2``, a checkpoint path)."""
+    """Resolved model name (``ck-tiny`` even when the user typed the alias ``tiny``; ``gpt2``; a path)."""
     task: str
     """Task name (``ioi``, ``greater_than``) or ``custom``."""
     method: str
@@ -55,8 +59,31 @@ class Provenance:
     """Forward + backward passes over the batch spent (a backward counts as one pass)."""
     seconds: float = 0.0
     """Wall-clock seconds spent computing the scores."""
-    extra: dict = field(default_factory=dict)
-    """Method options (rules, steps, ...), baselines and anything else needed to reproduce the run."""
+    split: str = "heldout"
+    """Task split the prompts were drawn from."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Every declared option of the method with the value used (defaults filled in), JSON-able."""
+    baseline_target: float | None = None
+    """Metric of the unpatched target run (the corrupted run when denoising); None when not measured."""
+    baseline_source: float | None = None
+    """Metric of the unpatched source run (the clean run when denoising); None when not measured."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else a method records to reproduce the run (dictionaries used, code-book settings)."""
+
+    def key(self) -> tuple:
+        """What identifies a result (everything but cost and seed-free details): two results with equal
+        keys answer the same question. ``options`` enter as sorted JSON so the key is hashable."""
+        return (
+            self.model,
+            self.task,
+            self.split,
+            self.method,
+            self.direction,
+            self.ablation,
+            self.n_prompts,
+            self.seed,
+            json.dumps(self.options, sort_keys=True, default=_json_default),
+        )
 
 
 @dataclass
@@ -131,7 +158,7 @@ def from_grids(grids: dict[str, Tensor], provenance: Provenance) -> ResultTable:
     return ResultTable(pd.concat(frames, ignore_index=True), provenance)
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -158,7 +185,7 @@ def save(result: ResultTable, folder: str | Path, name: str) -> Path:
     return pq
 
 
-def _json_default(obj):
+def _json_default(obj: object) -> object:
     if isinstance(obj, Tensor):
         return obj.tolist()
     if isinstance(obj, Path):
@@ -182,7 +209,30 @@ def load(path: str | Path) -> ResultTable:
         raise ValueError(f"{pq} is not a circuitkit result table: columns {missing} are missing")
     with open(js) as f:
         meta = json.load(f)
-    return ResultTable(table, Provenance(**meta["provenance"]))
+    return ResultTable(table, provenance_from_dict(meta.get("provenance"), js))
+
+
+def provenance_from_dict(raw: object, where: str | Path = "provenance") -> Provenance:
+    """A stored provenance dict -> :class:`Provenance`. Files written before options and baselines
+    were typed fields kept them in ``extra``; they are moved to their fields here."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} holds no 'provenance' object; it is not a circuitkit result")
+    raw = dict(raw)
+    extra = dict(raw.get("extra") or {})
+    if "options" not in raw and isinstance(extra.get("options"), dict):
+        raw["options"] = extra.pop("options")
+    for k in ("baseline_target", "baseline_source"):
+        if k not in raw and k in extra:
+            raw[k] = extra.pop(k)
+    raw["extra"] = extra
+    names = {f.name for f in fields(Provenance)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown provenance field(s) {unknown}; written by a newer circuitkit?")
+    missing = [n for n in ("model", "task", "method", "metric") if n not in raw]
+    if missing:
+        raise ValueError(f"{where}: provenance lacks {missing}")
+    return Provenance(**raw)
 
 
 def list_results(folder: str | Path) -> Iterable[Path]:

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from sae_training.activations.text import TextSourceError
 from sae_training.config import (
     CacheConfig,
     ConfigError,
@@ -176,6 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, TextSourceError) as exc:
         print(f"sae_training: error: {exc}", file=sys.stderr)
         return 2

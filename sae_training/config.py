@@ -11,6 +11,8 @@ import inspect
 import itertools
 import math
 import textwrap
+import types
+import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
@@ -64,6 +66,48 @@ class DataConfig:
     seed: int = 0
     """Seed for data order, initialisation and sampling."""
 
+    def validate_data(self) -> None:
+        """Checks of the fields every command shares (types, device, text source); cheap, no model."""
+        check_fields(self)
+        check_device(self.device)
+        if not self.text.startswith("tasks:"):
+            check_text_source(self.text)
+        if self.context_size < 2:
+            raise ConfigError("--context-size must be >= 2 (BOS plus at least one token)")
+        if self.model_batch_size < 1:
+            raise ConfigError("--model-batch-size must be >= 1")
+
+
+def check_device(device: str | None) -> None:
+    """A device string torch knows and this machine has; ConfigError naming the fix otherwise."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r}: not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here; use cuda:0"
+            )
+
+
+def check_text_source(text: str) -> None:
+    """'builtin', 'tasks:...', or an existing file / folder ('hf:<dir>' too)."""
+    if text == "builtin" or text.startswith("tasks:"):
+        return
+    path = Path(text[3:] if text.startswith("hf:") else text).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"--text {text!r}: no such file or folder; pass an existing path, 'hf:<datasets folder>', "
+            "'builtin' or 'tasks:ioi,greater_than,filler'"
+        )
+
 
 @dataclass
 class TrainConfig(DataConfig):
@@ -76,7 +120,7 @@ class TrainConfig(DataConfig):
     """What a transcoder reconstructs, e.g. blocks.1.hook_mlp_out (required for transcoders only)."""
     head_index: int | None = None
     """With a hook_z hook: train on this one head's output (a small per-head dictionary)."""
-    architecture: str = "topk"
+    architecture: Architecture = "topk"
     """One of topk, gsae, mutual_choice, feature_choice, abstopk, matryoshka, transcoder, skip_transcoder."""
     width: int = 1024
     """Number of latents (d_sae)."""
@@ -131,6 +175,9 @@ class TrainConfig(DataConfig):
     the end."""
     resume: bool = False
     """Resume from out_dir/checkpoint (weights, optimiser, scheduler, step, data position)."""
+    overwrite: bool = False
+    """Start over in an out_dir that already holds a run (its checkpoint, weights and metrics are
+    deleted). Without it (or resume) such a folder is refused, so no run is lost by accident."""
     log_every: int = 10
     """Append metrics to out_dir/metrics.jsonl every this many steps."""
     progress: bool = True
@@ -142,6 +189,26 @@ class TrainConfig(DataConfig):
 
     def validate(self) -> None:
         """Checks that need no model; raises ConfigError saying what to change."""
+        self.validate_data()
+        positive = {"lr": self.lr, "batch_size": self.batch_size, "dead_tokens": self.dead_tokens,
+                    "log_every": self.log_every, "buffer_tokens": self.buffer_tokens,
+                    "zipf_alpha": self.zipf_alpha}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
+        non_negative = {"aux_coefficient": self.aux_coefficient, "gsae_beta": self.gsae_beta,
+                        "checkpoint_every": self.checkpoint_every, "lr_warmup_steps": self.lr_warmup_steps,
+                        "matryoshka_sampled_prefixes": self.matryoshka_sampled_prefixes}  # fmt: skip
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= 0")
+        if self.aux_k is not None and self.aux_k < 1:
+            raise ConfigError(f"--aux-k {self.aux_k}: must be >= 1 (or none for d_in // 2)")
+        for name, beta in (("adam_beta1", self.adam_beta1), ("adam_beta2", self.adam_beta2)):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {beta}: must be in [0, 1)")
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: pick one")
         if self.architecture not in ARCHITECTURE_NAMES:
             raise ConfigError(
                 f"architecture {self.architecture!r} is unknown; "
@@ -188,8 +255,6 @@ class TrainConfig(DataConfig):
                 "so batches mix "
                 "tokens from many contexts: raise buffer_tokens or lower batch_size"
             )
-        if self.context_size < 2:
-            raise ConfigError("context_size must be >= 2 (BOS plus at least one token)")
         if not 0 <= self.lr_decay_fraction <= 1:
             raise ConfigError("lr_decay_fraction must be in [0, 1]")
 
@@ -225,12 +290,11 @@ class CacheConfig(DataConfig):
     """Show a progress bar."""
 
     def validate(self) -> None:
+        self.validate_data()
         if not self.hooks:
             raise ConfigError("hooks is empty: name at least one hook point to cache")
         if self.n_tokens < 1 or self.shard_tokens < 1:
             raise ConfigError("n_tokens and shard_tokens must be positive")
-        if self.context_size < 2:
-            raise ConfigError("context_size must be >= 2 (BOS plus at least one token)")
 
 
 @dataclass
@@ -249,10 +313,13 @@ class EvalConfig(DataConfig):
     """Where to write the JSON (None: eval.json beside the weights)."""
 
     def validate(self) -> None:
+        self.validate_data()
         if not self.dictionary:
             raise ConfigError("dictionary is empty: pass a dictionary folder or id (--dictionary PATH)")
         if self.n_contexts < 1:
             raise ConfigError("n_contexts must be >= 1")
+        if not 0 < self.dense_threshold <= 1:
+            raise ConfigError(f"--dense-threshold {self.dense_threshold}: must be in (0, 1]")
 
 
 # ---- YAML + command line --------------------------------------------------------------------------
@@ -290,34 +357,131 @@ def _field_default(f) -> Any:
     return None
 
 
-def _parse_value(text: str, default: Any, type_name: str) -> Any:
-    """Parse one command-line value guided by the field's type annotation."""
-    if text.lower() in ("none", "null") and "None" in type_name:
+@cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field's real type (annotations are strings under ``from __future__ import annotations``)."""
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(X, True) for ``X | None`` / ``Optional[X]``; (tp, False) otherwise."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def type_label(tp: Any) -> str:
+    """Short text for a type, shown in --help and in errors."""
+    inner, optional = _unwrap_optional(tp)
+    if typing.get_origin(inner) is Literal:
+        label = "{" + ",".join(map(str, typing.get_args(inner))) + "}"
+    elif typing.get_origin(inner) is list:
+        label = f"{type_label(typing.get_args(inner)[0])},..."
+    else:
+        label = getattr(inner, "__name__", str(inner))
+    return label + ("|none" if optional else "")
+
+
+def parse_text(text: str, tp: Any, name: str) -> Any:
+    """Parse one command-line value as ``tp``; ConfigError naming ``--name`` and what it expects."""
+    flag = "--" + name.replace("_", "-")
+    inner, optional = _unwrap_optional(tp)
+    if optional and text.strip().lower() in ("none", "null", ""):
         return None
-    if type_name.startswith("list"):
-        return [
-            float(t) if "float" in type_name else (int(t) if "int" in type_name else t)
-            for t in text.split(",")
-            if t
-        ]
-    if "bool" in type_name:
+    origin = typing.get_origin(inner)
+    if origin is list:
+        (item,) = typing.get_args(inner)
+        return [parse_text(t.strip(), item, name) for t in text.split(",") if t.strip()]
+    if origin is Literal:
+        for choice in typing.get_args(inner):
+            if text == str(choice):
+                return choice
+        raise ConfigError(f"{flag} {text!r}: choose one of {', '.join(map(str, typing.get_args(inner)))}")
+    if inner is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"expected true/false, got {text!r}")
-    if type_name.startswith("int") or (
-        isinstance(default, int) and not isinstance(default, bool) and "float" not in type_name
-    ):
+        raise ConfigError(f"{flag} {text!r}: expected true or false")
+    if inner is int:
         try:
-            return int(float(text)) if "e" in text.lower() else int(text)
+            return int(text)
         except ValueError:
             pass
-    if "float" in type_name:
-        return float(text)
-    if "int" in type_name:
-        return int(text)
-    return text
+        try:  # 2e6, 1_000_000.0: accepted when whole
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value == int(value):
+            return int(value)
+        raise ConfigError(f"{flag} {text!r}: expected a whole number")
+    if inner is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r}: expected a number, e.g. 3e-3") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{flag} {text!r}: expected a finite number")
+        return value
+    if inner is str:
+        return text
+    raise TypeError(f"no command-line parser for field {name} of type {tp!r}")  # a bug, not user error
+
+
+def check_value(value: Any, tp: Any, name: str, where: str) -> Any:
+    """A value from YAML or Python checked against the field's type (ints accepted for floats);
+    returns it (a float for a float field); ConfigError naming ``where`` otherwise."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: {name} may not be null; expected {type_label(tp)}")
+    origin = typing.get_origin(inner)
+    ok: bool
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {name} = {value!r}: expected a list of {type_label(inner)}")
+        (item,) = typing.get_args(inner)
+        return [check_value(v, item, name, where) for v in value]
+    if origin is Literal:
+        ok = value in typing.get_args(inner)
+        if not ok:
+            choices = ", ".join(map(str, typing.get_args(inner)))
+            raise ConfigError(f"{where}: {name} = {value!r}: choose one of {choices}")
+        return value
+    if inner is bool:
+        ok = isinstance(value, bool)
+    elif inner is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif inner is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif inner is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(f"{where}: {name} = {value!r}: expected {type_label(tp)}")
+    return value
+
+
+def check_fields(cfg: Any, where: str = "config") -> None:
+    """Every field of a config dataclass has a value of its type (Python callers bypass the parser)."""
+    for f in fields(cfg):
+        setattr(cfg, f.name, check_value(getattr(cfg, f.name), field_types(type(cfg))[f.name], f.name, where))
+
+
+def format_value(value: Any) -> str:
+    """A field value as command-line text (inverse of ``parse_text``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, list):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def add_config_arguments(parser, cls: type) -> None:
@@ -326,17 +490,15 @@ def add_config_arguments(parser, cls: type) -> None:
     parser.add_argument(
         "--config", default=None, help="YAML file with any of the fields below (CLI options override it)"
     )
+    types_ = field_types(cls)
     for f in fields(cls):
-        default = _field_default(f)
-        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         flag = "--" + f.name.replace("_", "-")
-        shown = ",".join(map(str, default)) if isinstance(default, list) else default
         parser.add_argument(
             flag,
             dest=f.name,
             default=None,
-            metavar=type_name.replace(" ", ""),
-            help=f"{docs.get(f.name, '')} [default: {shown}]".replace("%", "%%"),
+            metavar=type_label(types_[f.name]),
+            help=f"{docs.get(f.name, '')} [default: {format_value(_field_default(f))}]".replace("%", "%%"),
         )
 
 
@@ -345,25 +507,36 @@ def config_from_args(cls: type, args) -> Any:
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
         values.update(load_yaml(args.config, cls))
+    types_ = field_types(cls)
     for f in fields(cls):
         raw = getattr(args, f.name, None)
         if raw is not None:
-            type_name = f.type if isinstance(f.type, str) else str(f.type)
-            values[f.name] = _parse_value(raw, _field_default(f), type_name)
+            values[f.name] = parse_text(raw, types_[f.name], f.name)
     return cls(**values)
 
 
 def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """Fields from a YAML file, each checked against its type; ConfigError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"--config {path}: not valid YAML{at}; fix the file's syntax") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of field: value")
+        raise ConfigError(f"--config {path}: expected a mapping of field: value")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(known))}"
+            f"--config {path}: unknown field(s) {', '.join(unknown)}; "
+            f"valid fields: {', '.join(sorted(known))}"
         )
-    return data
+    types_ = field_types(cls)
+    return {k: check_value(v, types_[k], k, f"--config {path}") for k, v in data.items()}
 
 
 def to_yaml(cfg: Any) -> str:

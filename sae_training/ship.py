@@ -134,7 +134,7 @@ def ship(
             print(f"{dict_id}: exists (use --force to rebuild)")
             folders.append(folder)
             continue
-        cfg = replace(cfg, out_dir=str(folder), device=device)
+        cfg = replace(cfg, out_dir=str(folder), device=device, overwrite=True)
         train(cfg, model=lm)
         shutil.rmtree(folder / "checkpoint", ignore_errors=True)
         compact_weights(folder)

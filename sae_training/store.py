@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import sae_training.architectures  # noqa: F401  (registers our classes with sae-lens)
+from sae_training.config import ConfigError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
@@ -46,8 +47,51 @@ def _is_dictionary(path: Path) -> bool:
     return (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file()
 
 
+class DictionaryFileError(ConfigError):
+    """A dictionary folder whose cfg.json or weights cannot be read."""
+
+
+def read_cfg(path: Path) -> dict[str, Any]:
+    """cfg.json of a dictionary folder; DictionaryFileError naming the file if it is not a usable one."""
+    file = path / "cfg.json"
+    try:
+        cfg = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DictionaryFileError(
+            f"{file} is not valid JSON ({exc.msg}, line {exc.lineno}): restore it from the run's "
+            "checkpoint or retrain"
+        ) from None
+    missing = [k for k in ("architecture", "d_in", "d_sae") if not isinstance(cfg, dict) or k not in cfg]
+    if missing:
+        raise DictionaryFileError(
+            f"{file} lacks {', '.join(missing)}: not a sae-lens dictionary config; restore or retrain it"
+        )
+    return cfg
+
+
+def check_weights(path: Path) -> None:
+    """The safetensors header parses and the file is as long as it says (a truncated copy fails here,
+    by name, instead of deep inside sae-lens)."""
+    file = path / "sae_weights.safetensors"
+    size = file.stat().st_size
+    problem = None
+    try:
+        with file.open("rb") as fh:
+            header_len = int.from_bytes(fh.read(8), "little")
+            if header_len <= 0 or 8 + header_len > size:
+                raise ValueError("header longer than the file")
+            header = json.loads(fh.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + header_len + end != size:
+            problem = f"{size} bytes where its header describes {8 + header_len + end}"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        problem = f"unreadable header: {exc}"
+    if problem:
+        raise DictionaryFileError(f"{file} is truncated or damaged ({problem}); copy or retrain it")
+
+
 def _info(path: Path) -> DictionaryInfo:
-    cfg = json.loads((path / "cfg.json").read_text())
+    cfg = read_cfg(path)
     md = cfg.get("metadata", {})
     ev = path / "eval.json"
     return DictionaryInfo(
@@ -100,4 +144,7 @@ def load_dictionary(id_or_path: str | Path, device: str = "cpu"):
     """The dictionary as an sae-lens inference ``SAE`` (``TopKSAE``, ``JumpReLUSAE``, transcoder, ...)."""
     from sae_lens import SAE
 
-    return SAE.load_from_disk(resolve_dictionary(id_or_path), device=str(device))
+    path = resolve_dictionary(id_or_path)
+    read_cfg(path)
+    check_weights(path)
+    return SAE.load_from_disk(path, device=str(device))

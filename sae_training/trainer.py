@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, replace
@@ -34,9 +35,10 @@ from sae_training.distributed import (
 from sae_training.runtime import keep_freed_memory
 
 # Fields that may change between a run and its resumption without changing what it computes.
-RESUMABLE_FIELDS = {"resume", "progress", "checkpoint_every", "log_every", "device", "out_dir", "wandb",
-                    "total_tokens",
-                    "model_batch_size"}  # fmt: skip
+RESUMABLE_FIELDS = {"resume", "overwrite", "progress", "checkpoint_every", "log_every", "device", "out_dir",
+                    "wandb", "total_tokens", "model_batch_size"}  # fmt: skip
+# What a run leaves in its folder; a folder holding any of them is resumed, overwritten or refused.
+RUN_FILES = ("checkpoint", "metrics.jsonl", "sae_weights.safetensors", "cfg.json")
 
 
 @dataclass
@@ -185,6 +187,87 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a crash mid-write never leaves a half checkpoint
 
 
+CHECKPOINT_KEYS = ("sae", "optimizer", "scheduler", "step", "tokens_since_fired", "source", "rng", "config")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by ``save_checkpoint``, loaded without running pickled code
+    (``weights_only=True``); a damaged or foreign file is one ConfigError naming it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for bad files
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"checkpoint {path} cannot be read ({reason}): it is damaged or not a sae_training checkpoint; "
+            "start over with --overwrite true or train into another --out-dir"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ConfigError(
+            f"checkpoint {path} is not a sae_training checkpoint (missing {', '.join(missing)}); start "
+            "over with --overwrite true or train into another --out-dir"
+        )
+    return state
+
+
+def prepare_run_dir(
+    out_dir: Path, ckpt_path: Path, cfg: TrainConfig, info: DistInfo
+) -> dict[str, Any] | None:
+    """Refuse to destroy an earlier run: a folder holding one is resumed (the checkpoint, loaded and
+    checked against ``cfg``), overwritten (``--overwrite``: its run files deleted) or refused."""
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
+        resumed = load_checkpoint(ckpt_path)
+        diff = config_diff(resumed["config"], asdict(cfg), RESUMABLE_FIELDS)
+        if diff:
+            raise ConfigError(
+                "--resume refused: the checkpoint was written with a different config:\n  "
+                + "\n  ".join(diff)
+                + "\nrun with the checkpoint's values or into a fresh out_dir"
+            )
+        saved_world = int(resumed.get("world_size", 1))
+        if saved_world != info.world_size:
+            raise ConfigError(
+                f"--resume refused: the checkpoint was written by {saved_world} process(es) and this run "
+                f"has {info.world_size} (world size); resume with --nproc_per_node {saved_world}"
+            )
+        return resumed
+    if existing and not cfg.overwrite:
+        raise ConfigError(
+            f"--out-dir {out_dir} already holds a run ({', '.join(existing)}): continue it with --resume "
+            "true, start over with --overwrite true, or pick another --out-dir"
+        )
+    if existing:
+        barrier(info)  # every rank has looked before rank 0 deletes
+        if info.is_main:
+            for name in existing:
+                target = out_dir / name
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+        barrier(info)
+    return None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics lines of steps <= ``step`` (the checkpoint's): after a kill, the lines logged
+    since the last checkpoint are written again by the resumed run, so the log stays one line per step,
+    in order. A torn last line (killed mid-write) is dropped too."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(line)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
 def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) -> TrainResult:
     """Train one dictionary as configured; returns where it was saved.
 
@@ -198,6 +281,7 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
         raise ConfigError(f"batch_size {cfg.batch_size} must divide evenly among {info.world_size} processes")
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)  # NCCL binds each process's communicator to its current device
     if device.type == "cpu":
         keep_freed_memory()
 
@@ -224,27 +308,19 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
             )
         width = cache_meta["widths"][cfg.hook]
         source_d_in = width // cache_meta["n_heads"] if cfg.head_index is not None else width
+
+    # The run folder is settled (resume, overwrite or refuse) before the model is loaded: a refused
+    # command costs nothing.
+    dict_id = dictionary_id(cfg, meta_model)
+    out_dir = Path(cfg.out_dir or Path("runs/sae") / dict_id)
+    ckpt_path = out_dir / "checkpoint" / ("state.pt" if not info.enabled else f"state_rank{info.rank}.pt")
+    resumed = prepare_run_dir(out_dir, ckpt_path, cfg, info)
+
     if model is None:
         from circuitkit.models import load_model
 
         model = load_model(meta_model, device=device)
     d_in, d_out = check_against_model(cfg, model, source_d_in)
-
-    dict_id = dictionary_id(cfg, meta_model)
-    out_dir = Path(cfg.out_dir or Path("runs/sae") / dict_id)
-    ckpt_path = out_dir / "checkpoint" / ("state.pt" if not info.enabled else f"state_rank{info.rank}.pt")
-    resumed: dict[str, Any] | None = None
-    if cfg.resume:
-        if not ckpt_path.is_file():
-            raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
-        resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        diff = config_diff(resumed["config"], asdict(cfg), RESUMABLE_FIELDS)
-        if diff:
-            raise ConfigError(
-                "--resume refused: the checkpoint was written with a different config:\n  "
-                + "\n  ".join(diff)
-                + "\nrun with the checkpoint's values or into a fresh out_dir"
-            )
 
     metadata = {
         "model_name": model_display_name(meta_model), "hook_name": cfg.hook,
@@ -273,19 +349,21 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
         source.load_state_dict(resumed["source"])
         torch.set_rng_state(resumed["rng"])
 
+    metrics_file = out_dir / "metrics.jsonl"
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.yaml").write_text(to_yaml(cfg))
+        if resumed is not None:
+            truncate_metrics(metrics_file, step)
         if cfg.progress:
             print(f"resolved config for {dict_id}:\n{to_yaml(cfg)}", flush=True)
-    metrics_file = out_dir / "metrics.jsonl"
     wandb_run = _init_wandb(cfg, dict_id) if (cfg.wandb and info.is_main) else None
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, {
             "sae": sae.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "step": step, "tokens_since_fired": tokens_since_fired.cpu(), "source": source.state_dict(),
-            "rng": torch.get_rng_state(), "config": asdict(cfg),
+            "rng": torch.get_rng_state(), "config": asdict(cfg), "world_size": info.world_size,
         })  # fmt: skip
 
     bar = tqdm(
@@ -319,12 +397,16 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
             scheduler.step()
             sae.normalize_decoder()
             with torch.no_grad():
-                fired = torch.bincount(out.code.cols, minlength=cfg.width)
+                # Selected with activation 0 (ReLU of a non-positive pre-activation) is not firing.
+                fired = torch.bincount(out.code.cols[out.code.acts.detach() != 0], minlength=cfg.width)
                 fired = all_reduce_sum(fired, info) > 0
                 tokens_since_fired += cfg.batch_size
                 tokens_since_fired[fired] = 0
             step += 1
-            stop_now = torch.tensor([1 if stop.signum is not None or step == stop_after_steps else 0])
+            # On the training device: NCCL all-reduces CUDA tensors only.
+            stop_now = torch.tensor(
+                [1 if stop.signum is not None or step == stop_after_steps else 0], device=device
+            )
             stop_now = bool(all_reduce_sum(stop_now, info).item())
             if step % cfg.log_every == 0 or step == cfg.n_steps or stop_now:
                 last = _step_metrics(out, sae, dead, step, cfg, optimizer, t0, tokens_at_t0, info)
@@ -365,7 +447,7 @@ def _step_metrics(out, sae, dead, step, cfg, optimizer, t0, tokens_at_t0, info) 
         err = (out.sae_out - out.target).pow(2).sum()
         var = (out.target - out.target.mean(0)).pow(2).sum()
         n = torch.tensor(float(out.code.n_tokens), device=err.device)
-        nnz = torch.tensor(float(out.code.cols.numel()), device=err.device)
+        nnz = (out.code.acts.detach() != 0).sum().to(err.dtype)  # L0: latents that fired, not selected
         packed = all_reduce_sum(torch.stack([err, var, n, nnz]).double(), info)
         tokens = (step * cfg.batch_size) - tokens_at_t0
     metrics = {

@@ -48,3 +48,45 @@ def test_errors(tmp_path):
         load(tmp_path / "nothing")
     with pytest.raises(ValueError, match="axes"):
         from_grids({"head": torch.zeros(2, 2, 2)}, res.provenance)
+
+
+def test_edge_tables_with_extra_columns_round_trip(tmp_path):
+    import pandas as pd
+
+    from circuitkit.results import ResultTable
+
+    table = pd.DataFrame(
+        {
+            "family": ["edge", "edge"],
+            "layer": pd.array([0, 1], dtype="Int64"),
+            "head": pd.array([None, None], dtype="Int64"),
+            "pos": pd.array([None, None], dtype="Int64"),
+            "component": ["L0H1->L1H0", "mlp0->resid_post"],
+            "score": [0.5, -0.25],
+            "sender": ["L0H1", "mlp0"],
+            "receiver": ["L1H0", "resid_post"],
+        }
+    )
+    prov = Provenance(model="ck-tiny", task="ioi", method="eap", metric="logit_diff", options={"steps": 5})
+    back = load(save(ResultTable(table, prov), tmp_path, "edges"))
+    pd.testing.assert_frame_equal(back.table, table)
+    assert back.families == ["edge"] and back.provenance.key() == prov.key()
+
+
+def test_legacy_files_move_options_and_baselines_to_their_fields(tmp_path):
+    import json
+
+    _, res = _result()
+    save(res, tmp_path, "old")
+    meta = json.loads((tmp_path / "old.json").read_text())
+    prov = meta["provenance"]
+    for k in ("options", "baseline_target", "baseline_source", "split"):
+        prov.pop(k)
+    prov["extra"] = {"options": {"rules": "ln"}, "baseline_target": 0.1, "baseline_source": 2.0}
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    p = load(tmp_path / "old").provenance
+    assert (p.options, p.baseline_target, p.baseline_source, p.extra) == ({"rules": "ln"}, 0.1, 2.0, {})
+    prov["surprise"] = 1
+    (tmp_path / "old.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown provenance field"):
+        load(tmp_path / "old")

@@ -78,29 +78,22 @@ def compare(exact: ResultTable, approx: ResultTable, families: Sequence[str] | N
     return pd.DataFrame(rows)
 
 
-def parse_method(spec: str) -> tuple[str, dict]:
-    """``"relp:rules=ln+identity"`` or ``"ig:steps=20"`` or ``"atp*:grad_drop=true"`` -> (name, options)."""
+def parse_method(spec: str) -> tuple[str, dict[str, str]]:
+    """``"relp:rules=ln+identity"`` or ``"ig:steps=20"`` or ``"atp*:grad_drop=true"`` -> (name, options).
+
+    Values stay strings: :func:`circuitkit.methods.run_method` parses them by the method's declared
+    option types (so ``grad_drop=no`` is ``False`` and ``grad_drop=maybe`` an error naming the option).
+    """
     name, _, rest = spec.partition(":")
-    options: dict = {}
+    options: dict[str, str] = {}
     for part in filter(None, rest.split(",")):
         key, eq, value = part.partition("=")
-        if not eq:
+        if not eq or not key.strip():
             raise ValueError(f"method option {part!r} in {spec!r} must be key=value")
-        options[key.strip()] = _value(value.strip())
+        if key.strip() in options:
+            raise ValueError(f"method option {key.strip()!r} given twice in {spec!r}")
+        options[key.strip()] = value.strip()
     return name.strip(), options
-
-
-def _value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
 
 
 DEFAULT_METHODS = (

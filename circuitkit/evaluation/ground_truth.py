@@ -140,3 +140,49 @@ def score_against_circuit(
     out = asdict(score_ranking(head_scores.abs() if use_abs else head_scores, labels, k=k))
     del out["n_total"]
     return out
+
+
+def top_k_mask(scores: Tensor, k: int, use_abs: bool = True) -> Tensor:
+    """Boolean mask (shaped like ``scores``) of the ``k`` largest scores (by |score| when ``use_abs``);
+    ties keep index order, as :func:`precision_recall_f1` ranks them."""
+    s = torch.as_tensor(scores).double()
+    flat = (s.abs() if use_abs else s).reshape(-1)
+    if not 0 < k <= flat.numel():
+        raise ValueError(f"circuit size k must be in 1..{flat.numel()}, got {k}")
+    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    mask[torch.argsort(flat, descending=True, stable=True)[:k]] = True
+    return mask.reshape(s.shape)
+
+
+@dataclass(frozen=True)
+class CircuitOverlap:
+    """The top-``k`` heads of a score grid against a ground-truth circuit's heads."""
+
+    k: int
+    true_positives: int
+    false_positives: int
+    misses: int
+    precision: float
+    recall: float
+
+
+def circuit_overlap(head_scores: Tensor, circuit: Circuit, k: int, use_abs: bool = True) -> CircuitOverlap:
+    """Counts and precision / recall of the top-``k`` heads (by |score|) against ``circuit``."""
+    labels = circuit.head_mask(*head_scores.shape)
+    found = top_k_mask(head_scores, k, use_abs)
+    tp = int((found & labels).sum())
+    n_true = int(labels.sum())
+    return CircuitOverlap(k, tp, k - tp, n_true - tp, tp / k, tp / max(n_true, 1))
+
+
+def card_head_effects(model_name: str, task: str) -> Tensor | None:
+    """[n_layers, n_heads] normalised denoising effects of every head stored in a built-in model's card
+    when its circuit was derived (None when the card has none)."""
+    from circuitkit.tasks.ground_truth import ground_truth
+
+    try:
+        circuit = ground_truth(model_name, task)
+    except KeyError:
+        return None
+    effects = circuit.details.get("head_effects_denoising")
+    return None if effects is None else torch.tensor(effects, dtype=torch.float64)

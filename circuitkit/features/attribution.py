@@ -32,8 +32,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitkit.features.splice import Dictionary, place, run_spliced
-from circuitkit.patching.activation import Direction, Metric, check_metric
-from circuitkit.patching.attribution import target_and_source
+from circuitkit.patching.common import Direction, Metric, check_metric, target_and_source
 from circuitkit.patching.relp import RelPRules, rule_hooks
 
 Method = Literal["atp", "relp", "ig"]

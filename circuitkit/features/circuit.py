@@ -23,7 +23,7 @@ from transformer_lens import HookedTransformer
 
 from circuitkit.features.attribution import Dictionaries, FeatureAttribution
 from circuitkit.features.splice import Dictionary, place, run_spliced
-from circuitkit.patching.activation import Metric, check_metric
+from circuitkit.patching.common import Metric, check_metric
 
 Ablation = Literal["mean", "zero", "patch"]
 

@@ -1,7 +1,10 @@
-"""Edge attribution between the nodes of two consecutive dictionaries (Marks et al. 2024, eq. 5).
+"""Edge attribution between the nodes of two dictionaries (Marks et al. 2024, eq. 5).
 
 For an upstream node ``u`` and a downstream node ``d`` the effect of ``u`` on the metric through ``d``
-is estimated as ``dm/dd . dd/du . (u_source - u_target)``, all at the target run. For each chosen
+is estimated as ``dm/dd . dd/du . (u_source - u_target)``, all at the target run. An edge is a *direct*
+effect: ``dd/du`` is taken with gradients stopped at the nodes of every dictionary spliced in between
+(Marks et al.'s intermediate stop-gradients), so a path through an intermediate node is counted in the
+two edges ``u -> node -> d`` and not again in ``u -> d``. For each chosen
 downstream node one backward pass of ``sum_positions (dm/dd) * d`` yields the whole column of edges
 from every upstream latent and the upstream error node; summing an edge column over all upstream nodes
 gives the linear estimate of the downstream node's attribution carried by the upstream activation.
@@ -22,8 +25,7 @@ from transformer_lens import HookedTransformer
 
 from circuitkit.features.attribution import Dictionaries
 from circuitkit.features.splice import place, run_spliced
-from circuitkit.patching.activation import Direction, Metric, check_metric
-from circuitkit.patching.attribution import target_and_source
+from circuitkit.patching.common import Direction, Metric, check_metric, target_and_source
 
 ERROR = -1
 """Index standing for a dictionary's error node in edge tables."""
@@ -107,7 +109,9 @@ def attribute_edges(
     target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction)
     with torch.no_grad():
         _, src = run_spliced(model, source, dicts)
-    logits, tgt = run_spliced(model, target, dicts, probes=True)
+    between = ids[ids.index(upstream) + 1 : ids.index(downstream)]
+    # Stopping gradients at intermediate nodes leaves dm/d(downstream) unchanged (they lie upstream of it).
+    logits, tgt = run_spliced(model, target, dicts, probes=True, stop_grads=between)
     m = check_metric(metric(logits))
     g_down_f, g_down_err = torch.autograd.grad(
         m, [tgt.probe_latents[downstream], tgt.probe_errors[downstream]], retain_graph=True

@@ -18,18 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from circuitkit.features.attribution import FeatureAttribution, attribute_nodes
-from circuitkit.methods import MethodRequest, register
-from circuitkit.results import COLUMNS, Provenance, ResultTable
+from circuitkit.methods import MethodRequest, Option, measured, register
+from circuitkit.patching.registry import rules_name
+from circuitkit.results import COLUMNS, ResultTable
 
-OPTIONS = {"dictionaries", "method", "ig_steps", "rules", "by_position"}
 EXTRA_COLUMNS = ("dictionary", "latent", "hook_in", "hook_out")
 
 
 def load_dictionaries(spec, device: str) -> dict:
     """``spec`` -> {id: sae-lens SAE}.
 
-    ``spec`` is ids or folders joined by ``+`` (the CLI form, since ``,`` separates options), a list of
-    them, or SAE objects (a list, or a mapping that names them).
+    ``spec`` is ids, folders or sae-lens ``release/sae_id`` pairs (:mod:`circuitkit.dictionaries`) joined by
+    ``+`` (the CLI form, since ``,`` separates options), a list of them, or SAE objects (a list, or a
+    mapping that names them).
     """
     if isinstance(spec, str):
         spec = [s.strip() for s in spec.split("+") if s.strip()]
@@ -38,11 +39,8 @@ def load_dictionaries(spec, device: str) -> dict:
         raise ValueError(_missing())
     out = {}
     for key, item in items:
-        if isinstance(item, str):
-            # Submodules, not the package: they import even where an old editable install sees
-            # sae_training as a namespace package. architectures registers ours with sae-lens.
-            import sae_training.architectures  # noqa: F401
-            from sae_training.store import load_dictionary
+        if isinstance(item, str):  # shipped id, sae-lens folder or sae-lens release/sae_id
+            from circuitkit.dictionaries import load_dictionary
 
             out[key or item] = load_dictionary(item, device=device)
         else:
@@ -54,60 +52,71 @@ def load_dictionaries(spec, device: str) -> dict:
 def _missing() -> str:
     return (
         "method 'features' needs the dictionaries to splice in: --option dictionaries=ID+ID (ids from "
-        "`circuitkit sae list`, or folders in sae-lens format); from Python "
+        "`circuitkit sae list`, folders in sae-lens format, or sae-lens release/sae_id); from Python "
         "options={'dictionaries': [sae, ...]}"
     )
 
 
-def to_result(attr: FeatureAttribution, req: MethodRequest, by_position: bool) -> ResultTable:
-    """A :class:`FeatureAttribution` as a registry :class:`ResultTable` with its provenance."""
+def to_result(attr: FeatureAttribution, by_position: bool) -> ResultTable:
+    """A :class:`FeatureAttribution` as a registry :class:`ResultTable` (the request's part of the
+    provenance is filled in by :func:`circuitkit.methods.run_method`)."""
     p = attr.provenance
     table = attr.table(by_position=by_position)[[*COLUMNS, *EXTRA_COLUMNS]]
-    prov = Provenance(
-        model=req.name,
-        task=req.data.task,
-        method="features",
-        metric=req.data.metric_name,
-        ablation="patch",
-        direction=req.direction,
-        n_prompts=len(req.data),
-        seed=req.seed,
-        score_kind="effect",
+    prov = measured(
         passes=float(p["passes"]),
         seconds=float(p["seconds"]),
-        extra={
-            "options": {
-                "method": p["method"].removeprefix("feature_"),
-                "ig_steps": p["ig_steps"],
-                "rules": p.get("rules"),
-            },
-            "dictionaries": p["dictionaries"],
-            "by_position": by_position,
-            "baseline_target": attr.metric_target,
-            "baseline_source": attr.metric_source,
-        },
+        baseline_target=attr.metric_target,
+        baseline_source=attr.metric_source,
+        extra={"dictionaries": p["dictionaries"]},
     )
     return ResultTable(table.reset_index(drop=True), prov)
+
+
+def _dictionaries(value: object) -> object:
+    """Ids / folders joined by ``+`` (CLI), a list of them, or SAE objects (list or mapping)."""
+    if isinstance(value, str):
+        if not [s for s in value.split("+") if s.strip()]:
+            raise ValueError(_missing())
+        return value
+    if isinstance(value, list | tuple | Mapping) and len(value) > 0:
+        return value
+    raise ValueError(_missing())
+
+
+def _names(spec: object) -> list[str]:
+    if isinstance(spec, Mapping):
+        return [str(k) for k in spec]
+    return [s if isinstance(s, str) else s.cfg.metadata.hook_name for s in spec]  # type: ignore[attr-defined]
+
+
+OPTIONS = (
+    Option(
+        "dictionaries",
+        str,
+        None,
+        "the dictionaries to splice in: ids (`circuitkit sae list`) or sae-lens folders joined by +; "
+        "from Python also a list or mapping of SAEs",
+        required=True,
+        normalize=_dictionaries,
+        record=lambda v: v if isinstance(v, str) else "+".join(_names(v)),
+    ),
+    Option("method", str, "atp", "node attribution", ("atp", "relp", "ig")),
+    Option("ig_steps", int, 10, "integration steps (method=ig)", minimum=1),
+    Option("rules", str, "ln+identity", "RelP rules (method=relp)", normalize=rules_name),
+    Option("by_position", bool, False, "one row per position instead of summed over positions"),
+)
 
 
 @register(
     "features",
     "feature-circuit nodes (Marks et al. 2024): every SAE / transcoder latent and error node by AtP, "
-    "RelP or IG; "
-    "options dictionaries=ID+ID (required), method=atp|relp|ig, ig_steps=10, rules=ln+identity, "
-    "by_position=false",
+    "RelP or IG",
     families=("latent", "error"),
     chooses_nodes=True,
+    options=OPTIONS,
 )
 def _features(req: MethodRequest) -> ResultTable:
-    opts = dict(req.options)
-    unknown = set(opts) - OPTIONS
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {sorted(unknown)} for method 'features'; known: {sorted(OPTIONS)}"
-        )
-    if "dictionaries" not in opts:
-        raise ValueError(_missing())
+    opts = req.options
     if req.ablation != "patch":
         raise ValueError(
             f"method 'features' moves nodes to their values on the other prompts (ablation 'patch'); "
@@ -121,9 +130,9 @@ def _features(req: MethodRequest) -> ResultTable:
         d.corrupted_tokens,
         d.metric,
         dictionaries,
-        method=opts.get("method", "atp"),
+        method=opts["method"],
         direction=req.direction,
-        ig_steps=int(opts.get("ig_steps", 10)),
-        rules=str(opts.get("rules", "ln+identity")),
+        ig_steps=opts["ig_steps"],
+        rules=opts["rules"],
     )
-    return to_result(attr, req, bool(opts.get("by_position", False)))
+    return to_result(attr, opts["by_position"])

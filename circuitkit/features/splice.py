@@ -19,7 +19,7 @@ Dunefsky et al. 2024) or the same hook (SAEs).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -195,8 +195,14 @@ def splice_hooks(
     *,
     probes: bool = False,
     interventions: Mapping[str, Intervention] | None = None,
+    stop_grads: Collection[str] = (),
 ) -> list[tuple[str, Callable]]:
-    """Forward hooks that splice ``dicts`` in and fill ``record``; pass them to ``model.hooks``."""
+    """Forward hooks that splice ``dicts`` in and fill ``record``; pass them to ``model.hooks``.
+
+    ``stop_grads``: ids of dictionaries whose nodes pass no gradient back (their output hook's value is
+    detached, same value): Marks et al.'s intermediate stop-gradients, which make an edge across them a
+    direct effect.
+    """
     interventions = interventions or {}
     hooks: list[tuple[str, Callable]] = []
     for d in dicts:
@@ -214,6 +220,8 @@ def splice_hooks(
             if d.id in interventions:
                 f_new, err_new = interventions[d.id](f, err)
                 return act + (d.decode(f_new) - d.decode(f)) + (err_new - err)
+            if d.id in stop_grads:
+                act = act.detach()
             if not probes:
                 return act
             probe_f = torch.zeros_like(f, requires_grad=True)
@@ -234,10 +242,11 @@ def run_spliced(
     *,
     probes: bool = False,
     interventions: Mapping[str, Intervention] | None = None,
+    stop_grads: Collection[str] = (),
 ) -> tuple[Float[Tensor, "batch pos vocab"], SpliceRecord]:
     """One forward pass with ``dicts`` spliced in; gradients are enabled unless the caller disables them."""
     record = SpliceRecord()
-    fwd = splice_hooks(dicts, record, probes=probes, interventions=interventions)
+    fwd = splice_hooks(dicts, record, probes=probes, interventions=interventions, stop_grads=stop_grads)
     with model.hooks(fwd_hooks=fwd):
         logits = model(tokens.to(model.cfg.device))
     return logits, record

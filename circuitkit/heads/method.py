@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from circuitkit.heads.dictionary import CodebookConfig
 from circuitkit.heads.identify import HeadIdConfig, identify_heads
-from circuitkit.methods import MethodRequest, register
+from circuitkit.methods import MethodRequest, Option, measured, register
 from circuitkit.results import ResultTable
+
+_BASE, _BOOK = HeadIdConfig(), CodebookConfig()
+OPTIONS = (
+    Option(
+        "variant", str, "node", "node scores, or head scores from co-occurring code pairs", ("node", "edge")
+    ),
+    Option("n_prompts", int, 64, "most positive prompts scored (each with its negative)", minimum=1),
+    Option("n_train_prompts", int, _BASE.n_train_prompts, "prompts that train the code book", minimum=2),
+    Option("n_latents", int, _BOOK.n_latents, "code-book size", minimum=2),
+    Option("l1_coeff", float, _BOOK.l1_coeff, "L1 weight of the code book", minimum=0),
+    Option("steps", int, _BOOK.n_steps, "code-book training steps", minimum=1),
+    Option("normalise", bool, _BASE.normalise, "divide a head's count by its distinct codes"),
+)
 
 
 def config_from_options(options: dict, seed: int) -> HeadIdConfig:
-    """``--option`` values -> :class:`HeadIdConfig` (unknown keys are an error, not silently ignored)."""
-    known = {"variant", "n_prompts", "n_train_prompts", "n_latents", "l1_coeff", "steps", "normalise"}
-    unknown = set(options) - known
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for method 'heads'; known: {sorted(known)}")
-    base, book = HeadIdConfig(), CodebookConfig()
+    """Resolved options (see :data:`OPTIONS`) -> :class:`HeadIdConfig`."""
     return HeadIdConfig(
-        n_prompts=options.get("n_prompts", base.n_prompts),
-        n_train_prompts=int(options.get("n_train_prompts", base.n_train_prompts)),
+        n_prompts=options["n_prompts"],
+        n_train_prompts=options["n_train_prompts"],
         codebook=CodebookConfig(
-            n_latents=int(options.get("n_latents", book.n_latents)),
-            l1_coeff=float(options.get("l1_coeff", book.l1_coeff)),
-            n_steps=int(options.get("steps", book.n_steps)),
+            n_latents=options["n_latents"], l1_coeff=options["l1_coeff"], n_steps=options["steps"]
         ),
-        normalise=bool(options.get("normalise", base.normalise)),
+        normalise=options["normalise"],
         seed=seed,
     )
 
@@ -31,10 +37,19 @@ def config_from_options(options: dict, seed: int) -> HeadIdConfig:
 @register(
     "heads",
     "discrete-SAE head identification (O'Neill & Bui 2024): head scores from codes unique to positive "
-    "prompts; options variant=node|edge, n_prompts, n_train_prompts, n_latents, l1_coeff, steps, normalise",
+    "prompts",
     families=("head",),
+    options=OPTIONS,
+    patches=False,
 )
 def _heads(req: MethodRequest) -> ResultTable:
-    cfg = config_from_options(dict(req.options), req.seed)
-    result = identify_heads(req.model, req.data, cfg)
-    return result.to_result(req.options.get("variant", "node"), model_name=req.name)
+    ident = identify_heads(req.model, req.data, config_from_options(req.options, req.seed))
+    result = ident.to_result(req.options["variant"], model_name=req.name)
+    p = result.provenance
+    result.provenance = measured(
+        score_kind=p.score_kind,
+        passes=p.passes,
+        seconds=p.seconds,
+        extra={k: v for k, v in p.extra.items() if k not in ("n_prompts", "seed", "split", "variant")},
+    )
+    return result

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer
 
+from circuitkit.evaluation.derive_circuit import derive_circuit
 from circuitkit.models import zoo
 from circuitkit.models.train import ZooConfig, train_model
 from circuitkit.planted.config import PlantedConfig
 from circuitkit.tasks import make_greater_than, make_ioi
-from circuitkit.tasks.ground_truth import derive_circuit
 
 N_EVAL_IOI = 256
 N_EVAL_GT = 96

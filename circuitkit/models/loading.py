@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
 import torch
 from transformer_lens import HookedTransformer
 
+from circuitkit import hub
 from circuitkit.models import zoo
 
 
@@ -20,14 +19,9 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    # a module-level name so tests can stand in an unreachable hub
+    return hub.hub_reachable(timeout)
 
 
 def _pretrained_repo(name: str) -> str | None:
@@ -40,11 +34,9 @@ def _pretrained_repo(name: str) -> str | None:
         return None
 
 
-def _is_cached(repo: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo, "config.json")
-    return isinstance(hit, str)
+def _missing_from_cache(repo: str) -> list[str]:
+    """What ``repo`` lacks in the local cache to load offline: ``config.json`` and a weights file."""
+    return hub.missing_files(repo, ["config.json"], weights=True)
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device | None = None) -> HookedTransformer:
@@ -54,9 +46,11 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
       1. a built-in toy model (``ck-tiny``, ``ck-6l``; aliases ``tiny``, ``default``);
       2. a local model folder as written by ``circuitkit zoo train`` (``model.safetensors`` +
          ``config.json`` + ``tokenizer/``);
-      3. a TransformerLens pretrained name (``gpt2``, ``pythia-70m``, ``attn-only-4l``, ...), from the
-         Hugging Face cache, or downloaded when the hub is reachable.
-    Fails at once with :class:`ModelLoadError` when none applies or the weights are unreachable.
+      3. a TransformerLens pretrained name (``gpt2``, ``pythia-70m``, ``attn-only-4l``, ...): from the
+         Hugging Face cache without any network request when the cache holds its config and weights
+         (``HF_HOME`` / ``HF_HUB_CACHE`` say where), else downloaded when the hub is reachable.
+    Fails at once with :class:`ModelLoadError` when none applies or the weights are unreachable, naming
+    the repository, the missing files and how to provide them.
     """
     device = torch.device(device) if device is not None else default_device()
     name = str(name_or_path)
@@ -87,23 +81,47 @@ def load_model(name_or_path: str | Path, device: str | torch.device | None = Non
             "TransformerLens pretrained name (see "
             "transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)."
         )
-    cached = _is_cached(repo)
-    if not cached and not _hub_reachable():
-        from huggingface_hub.constants import HF_HUB_CACHE
-
+    missing = _missing_from_cache(repo)
+    if missing and not _hub_reachable():
         raise ModelLoadError(
-            f"weights for {name!r} (Hugging Face repo {repo!r}) are not in the local cache ({HF_HUB_CACHE}) "
-            "and huggingface.co cannot be reached. Tried: built-in models, a local folder, the HF cache, "
-            'the hub. To provide them: run `python -c "from transformer_lens import HookedTransformer; '
-            f"HookedTransformer.from_pretrained('{name}')\"` on a machine with network access and copy its "
-            "HF cache here (or set HF_HOME to it), or use a built-in model such as 'default'."
+            hub.missing_message(
+                f"cannot load {name!r}",
+                repo,
+                missing,
+                f'python -c "from transformer_lens import HookedTransformer; '
+                f"HookedTransformer.from_pretrained('{name}')\"",
+            )
+            + " Tried: built-in models, a local folder, the HF cache. Or use a built-in model such as "
+            "'default'."
         )
+    # A complete cache loads offline: with the hub unreachable the client would otherwise retry every
+    # file it looks up for minutes before falling back to the very same cached files.
+    source = "the hub" if missing else f"the HF cache ({hub.cache_dir()}, offline)"
     try:
-        model = HookedTransformer.from_pretrained(name, device=str(device))
+        if missing:
+            model = HookedTransformer.from_pretrained(name, device=str(device))
+        else:
+            with hub.offline():
+                model = HookedTransformer.from_pretrained(name, device=str(device))
     except Exception as exc:  # transformers / hub errors are deep and varied: say what we were doing
         raise ModelLoadError(
-            f"loading {name!r} from {'the HF cache' if cached else 'the hub'} failed: "
+            f"loading {name!r} (Hugging Face repository {repo!r}) from {source} failed: "
             f"{type(exc).__name__}: {exc}"
+            + (
+                ""
+                if missing
+                else ". The cached snapshot may be incomplete: copy the whole folder "
+                f"models--{repo.replace('/', '--')} from a cache that loads it."
+            )
         ) from exc
+    tok = model.tokenizer
+    if not missing and (tok is None or len(tok) < model.cfg.d_vocab // 2):
+        # transformers builds an empty tokenizer, silently, when a cached snapshot lacks its files
+        raise ModelLoadError(
+            f"loading {name!r} from {source}: its tokenizer has {0 if tok is None else len(tok)} tokens for "
+            f"a vocabulary of {model.cfg.d_vocab}; the cached snapshot of repository {repo!r} is incomplete "
+            "(tokenizer.json or vocab.json + merges.txt missing): copy the whole folder "
+            f"models--{repo.replace('/', '--')} from a cache that loads it."
+        )
     model.eval()
     return model

@@ -20,9 +20,7 @@ Numbers equal ``transformer_lens.patching`` on the same inputs up to float round
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -33,12 +31,21 @@ from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValue
 from transformer_lens.utilities import apply_softcap
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-from circuitkit.components import Family, check_hook, get_family
-from circuitkit.tasks.metrics import reads_last_position_only
-
-Metric = Callable[[Float[Tensor, "batch pos vocab"]], Float[Tensor, ""]]
-Direction = Literal["denoising", "noising"]
-Ablation = Literal["patch", "zero", "mean", "resample"]
+from circuitkit.components import Family, get_family
+from circuitkit.patching.common import (  # noqa: F401  (Metric, check_metric: imported from here elsewhere)
+    Ablation,
+    Direction,
+    Metric,
+    attention_mask,
+    check_metric,
+    hook_names,
+    metric_logits,
+    reads_last_position_only,
+    resample_permutation,
+    shortformer_pos_embed,
+    source_values,
+    target_and_source,
+)
 
 
 @dataclass
@@ -61,56 +68,6 @@ class PatchingResult:
     def effects(self) -> Tensor:
         """m_patched - m_target: the change each patch makes, the quantity AtP / RelP / IG estimate."""
         return self.scores - self.baseline_target
-
-
-def source_values(value: Tensor, ablation: Ablation, perm: Tensor | None = None) -> Tensor:
-    """What a patch writes in: the other run's activation, or zero / its mean over prompts / a shuffle."""
-    if ablation == "patch":
-        return value
-    if ablation == "zero":
-        return torch.zeros_like(value)
-    if ablation == "mean":
-        return value.mean(0, keepdim=True).expand_as(value)
-    if ablation == "resample":
-        if perm is None:
-            raise ValueError("resample ablation needs a permutation of the prompts")
-        return value[perm]
-    raise ValueError(f"ablation must be patch, zero, mean or resample, got {ablation!r}")
-
-
-def resample_permutation(batch: int, seed: int, device) -> Tensor:
-    """The prompt shuffle used by ``ablation="resample"`` (seeded, so every method sees the same one)."""
-    return torch.randperm(batch, generator=torch.Generator().manual_seed(seed)).to(device)
-
-
-def check_inputs(clean_tokens: Tensor, corrupted_tokens: Tensor, direction: str, ablation: str) -> None:
-    """Clear errors for inputs every patching method rejects."""
-    if clean_tokens.shape != corrupted_tokens.shape:
-        raise ValueError(
-            f"clean tokens {tuple(clean_tokens.shape)} and corrupted tokens {tuple(corrupted_tokens.shape)} "
-            "differ in shape; patching needs position-aligned prompt pairs of equal length"
-        )
-    if clean_tokens.ndim != 2:
-        raise ValueError(f"tokens must be [batch, pos], got shape {tuple(clean_tokens.shape)}")
-    if direction not in ("denoising", "noising"):
-        raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
-    if ablation not in ("patch", "zero", "mean", "resample"):
-        raise ValueError(f"ablation must be patch, zero, mean or resample, got {ablation!r}")
-
-
-def check_metric(value) -> Tensor:
-    """The metric's value as a 0-d tensor, or a clear error when it is not a scalar."""
-    return _check_metric(value)
-
-
-def _check_metric(value) -> Tensor:
-    if not isinstance(value, Tensor) or value.numel() != 1:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(
-            f"the patching metric must return a scalar tensor, got {shape}; average over the batch "
-            "(e.g. dataset.metric, which is per_prompt_metric(...).mean())"
-        )
-    return value.reshape(())
 
 
 def _components(family: Family, n_heads: int, seq_len: int) -> list[tuple[int | None, int | None]]:
@@ -172,20 +129,14 @@ def activation_patching(
         :class:`PatchingResult` with ``scores`` of shape ``[n_layers, ...]`` per ``family.dims``.
     """
     fam = get_family(family)
-    check_inputs(clean_tokens, corrupted_tokens, direction, ablation)
+    target, source = target_and_source(model, clean_tokens, corrupted_tokens, direction, ablation)
     device = model.cfg.device
-    clean_tokens, corrupted_tokens = clean_tokens.to(device), corrupted_tokens.to(device)
-    target, source = (
-        (corrupted_tokens, clean_tokens) if direction == "denoising" else (clean_tokens, corrupted_tokens)
-    )
     layers = list(range(model.cfg.n_layers)) if layers is None else layers
-    hooks = [fam.hook_name(layer) for layer in layers]
-    for h in hooks:
-        check_hook(model, h)
+    hooks = hook_names(model, [family], layers)
     if max_tokens is None:
         max_tokens = 8192 if torch.device(device).type == "cpu" else 16384
     last_only = reads_last_position_only(metric) if last_position_only is None else last_position_only
-    runner = _Runner(model, last_only)
+    runner = _Runner(model, last_only, target)
     # Reusing the unchanged positions before a patch needs the target run's keys and values.
     reuse_prefix = last_only and runner.standard
     resid_names = {f"blocks.{layer}.hook_resid_pre" for layer in layers} | set(hooks)
@@ -196,8 +147,8 @@ def activation_patching(
     with torch.no_grad():
         src_logits, src_cache = model.run_with_cache(source, names_filter=lambda n: n in hooks)
         tgt_logits, tgt_cache = model.run_with_cache(target, names_filter=lambda n: n in resid_names)
-        base_src = float(_check_metric(metric(src_logits)))
-        base_tgt = float(_check_metric(metric(tgt_logits)))
+        base_src = float(check_metric(metric(src_logits)))
+        base_tgt = float(check_metric(metric(tgt_logits)))
         del src_logits, tgt_logits
         batch, seq_len = target.shape
         perm = resample_permutation(batch, seed, device)
@@ -219,11 +170,11 @@ def activation_patching(
                 n = len(chunk)
                 patch_hook = _patch_hook(fam, chunk, value, batch, start)
                 resid = tgt_cache[f"blocks.{layer}.hook_resid_pre"][:, start:].repeat(n, 1, 1)
-                prefix = _prefix(tgt_cache, layer, model.cfg.n_layers, start) if start > 0 else None
-                logits = runner.run(resid, layer, [(hook, patch_hook)], prefix, n)
+                prefix = _prefix(model, tgt_cache, layer, start) if start > 0 else None
+                logits = runner.run(resid, layer, [(hook, patch_hook)], prefix, n, start)
                 logits = logits.view(n, batch, *logits.shape[1:])
                 for i, c in enumerate(idx):
-                    scores[c] = float(_check_metric(metric(logits[i])))
+                    scores[c] = float(check_metric(metric(logits[i])))
                 bar.update(n)
             # float64: the metric is a Python float already; keep every digit for exact comparisons.
             per_layer.append(scores.reshape(_grid_shape(fam, model.cfg.n_heads, seq_len)))
@@ -244,23 +195,6 @@ def activation_patching(
             "seed": seed,
         },
     )
-
-
-def metric_logits(
-    model: HookedTransformer, tokens: Int[Tensor, "batch pos"], last_only: bool
-) -> Float[Tensor, "batch pos vocab"]:
-    """The model's logits on ``tokens`` as a metric needs them, under whatever hooks are active.
-
-    With ``last_only`` (a metric that reads only the last position) the final norm and the unembedding
-    run at the last position alone — on a small model with a large vocabulary the unembedding is a
-    fifth of the forward pass — and the logits have one position.
-    """
-    if not last_only:
-        return model(tokens, return_type="logits")
-    resid = model(tokens, stop_at_layer=model.cfg.n_layers)[:, -1:]
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
-    return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
 
 
 _MIN_TOKENS = 1024
@@ -351,28 +285,36 @@ def _patch_hook(fam: Family, chunk, value: Tensor, batch: int, start: int):
 class _Runner:
     """Runs a HookedTransformer from a layer's residual stream, computing only what the metric reads.
 
-    ``run`` is ``model.run_with_hooks(resid, start_at_layer=layer)`` with two savings that leave the
-    numbers unchanged up to float rounding:
+    ``run`` is ``model.run_with_hooks(resid, start_at_layer=layer)`` — with the target prompts' padding
+    mask and, on shortformer models, their positional embeddings, exactly as the unpatched forward —
+    plus two savings that leave the numbers unchanged up to float rounding:
 
     - *key/value prefix*: when positions ``< start`` are unpatched they equal the target run's, so only
       positions ``start..`` are computed and attention reads the earlier keys and values from the
-      target run (TransformerLens's own key/value cache entries);
+      target run (TransformerLens's own key/value cache entries; keys pass through the q/k norm first
+      on models that have one, since ``attn.hook_k`` fires before it);
     - *last position*: when the metric reads only the last position, the last layer computes keys and
       values for every position but queries, MLP, final norm and unembedding for the last one alone.
 
-    Both need a standard pre-norm block (no split q/k/v inputs, shortformer, post-norm, q/k norms or
-    clipping, several devices); other models run the plain forward.
+    Both need a standard pre-norm block (no split q/k/v inputs, shortformer, post-norm, OLMo's
+    whole-vector q/k norm, clipping, several devices) and unpadded prompts; other cases run the plain
+    forward from the layer.
     """
 
-    def __init__(self, model: HookedTransformer, last_only: bool):
+    def __init__(self, model: HookedTransformer, last_only: bool, target: Int[Tensor, "batch pos"]):
         cfg = model.cfg
         self.model = model
         self.last_only = last_only
-        self.standard = not (
+        self.mask = attention_mask(model, target)
+        if self.mask is not None and bool(self.mask.all()):
+            self.mask = None  # no padding in this batch: TransformerLens's mask changes nothing
+        self.pos_embed = shortformer_pos_embed(model, target, self.mask)
+        self.standard = self.mask is None and not (
             cfg.use_split_qkv_input
             or cfg.use_attn_in
             or cfg.positional_embedding_type == "shortformer"
             or cfg.original_architecture in POST_NORM_ARCHITECTURES
+            or cfg.use_normalization_before_and_after
             or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
             or cfg.clip_qkv is not None
             or cfg.n_devices > 1
@@ -386,11 +328,20 @@ class _Runner:
         fwd_hooks: list,
         prefix: list[tuple[Tensor, Tensor]] | None,
         n_copies: int,
+        start: int = 0,
     ) -> Float[Tensor, "copies pos vocab"]:
         model = self.model
         if not self.standard:
+            assert start == 0 and prefix is None, "the plain forward recomputes every position"
+            mask = None if self.mask is None else self.mask.repeat(n_copies, 1)
+            spe = None if self.pos_embed is None else self.pos_embed.repeat(n_copies, 1, 1)
             return model.run_with_hooks(
-                resid, start_at_layer=layer, fwd_hooks=fwd_hooks, return_type="logits"
+                resid,
+                start_at_layer=layer,
+                fwd_hooks=fwd_hooks,
+                return_type="logits",
+                attention_mask=mask,
+                shortformer_pos_embed=spe,
             )
         last = model.cfg.n_layers - 1
         with model.hooks(fwd_hooks=fwd_hooks):
@@ -413,12 +364,17 @@ class _Runner:
             return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
 
 
-def _prefix(cache, layer: int, n_layers: int, start: int) -> list[tuple[Tensor, Tensor]]:
-    """The target run's keys and values before ``start``, for every layer from ``layer`` on."""
-    return [
-        (cache[f"blocks.{i}.attn.hook_k"][:, :start], cache[f"blocks.{i}.attn.hook_v"][:, :start])
-        for i in range(layer, n_layers)
-    ]
+def _prefix(model: HookedTransformer, cache, layer: int, start: int) -> list[tuple[Tensor, Tensor]]:
+    """The target run's keys (after any q/k norm) and values before ``start``, every layer from ``layer``."""
+    out = []
+    for i in range(layer, model.cfg.n_layers):
+        k = cache[f"blocks.{i}.attn.hook_k"][:, :start]
+        if model.cfg.use_qk_norm:
+            # hook_k fires before the q/k norm; the key/value cache holds keys after it.
+            attn = model.blocks[i].attn
+            k = attn._apply_qk_norm(k, attn.k_norm)
+        out.append((k, cache[f"blocks.{i}.attn.hook_v"][:, :start]))
+    return out
 
 
 def _entry(kv: tuple[Tensor, Tensor], n_copies: int) -> TransformerLensKeyValueCacheEntry | None:

@@ -30,19 +30,22 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from circuitkit.components import DEFAULT_FAMILIES, Family, check_hook, get_family
-from circuitkit.patching.activation import (
+from circuitkit.components import DEFAULT_FAMILIES, Family, get_family
+from circuitkit.patching.common import (
     Ablation,
     Direction,
     Metric,
-    check_inputs,
+    attention_mask,
     check_metric,
+    family_list,
+    hook_names,
     metric_logits,
+    reads_last_position_only,
     resample_permutation,
     source_values,
+    target_and_source,
 )
 from circuitkit.patching.scores import EstimatedEffects
-from circuitkit.tasks.metrics import reads_last_position_only
 
 Hook = tuple[str, Callable]
 QK_FAMILIES = ("head_q", "head_k", "head_q_pos", "head_k_pos")
@@ -87,7 +90,9 @@ def grad_run(
         # Makes the graph exist even when the model's parameters do not require grad.
         return act if act.requires_grad else act.detach().requires_grad_(True)
 
-    hooks = [("hook_embed", leaf), ("hook_pos_embed", leaf), *extra_hooks]
+    # Rotary and ALiBi models have no hook_pos_embed; hook only the embeddings this model has.
+    leaves = [name for name in ("hook_embed", "hook_pos_embed") if name in model.hook_dict]
+    hooks = [*((name, leaf) for name in leaves), *extra_hooks]
     hooks += [(name, capture) for name in dict.fromkeys(hook_names)]
     keys = list(dict.fromkeys(hook_names))
     with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
@@ -102,29 +107,6 @@ def grad_run(
     return float(m.detach()), {n: a.detach() for n, a in acts.items()}, out_grads
 
 
-def family_list(families: str | Sequence[str]) -> list[str]:
-    """Family names as a list: ``"head"`` or ``"head,resid_pre"`` (CLI style) or a sequence of names.
-
-    A bare string is a sequence of characters, so without this ``families="head"`` would ask for the
-    families ``h``, ``e``, ``a``, ``d``.
-    """
-    names = families.split(",") if isinstance(families, str) else list(families)
-    names = [n.strip() for n in names if n.strip()]
-    if not names:
-        raise ValueError("no component family given; pass e.g. families=['head', 'resid_pre']")
-    for n in names:
-        get_family(n)  # unknown names fail here, with the list of known ones
-    return names
-
-
-def hook_names(model: HookedTransformer, families: Sequence[str], layers: Sequence[int]) -> list[str]:
-    """The hook of every (family, layer), checked to exist in ``model``; families sharing a hook share it."""
-    names = [get_family(f).hook_name(layer) for f in families for layer in layers]
-    for n in names:
-        check_hook(model, n)
-    return names
-
-
 def _estimate(
     fams: Sequence[Family],
     layers: Sequence[int],
@@ -136,25 +118,6 @@ def _estimate(
         per_layer = [family_sum(fam, delta[fam.hook_name(lay)] * grads[fam.hook_name(lay)]) for lay in layers]
         out[fam.name] = torch.stack(per_layer).double().cpu()
     return out
-
-
-def target_and_source(
-    model: HookedTransformer,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
-    direction: Direction,
-    ablation: Ablation = "patch",
-) -> tuple[Tensor, Tensor]:
-    """(run whose gradients are taken, run whose values are moved towards), checked, on the model's device.
-
-    Denoising: the corrupted run is the target and clean values are patched in; noising the reverse.
-    """
-    check_inputs(clean_tokens, corrupted_tokens, direction, ablation)
-    device = model.cfg.device
-    clean_tokens, corrupted_tokens = clean_tokens.to(device), corrupted_tokens.to(device)
-    if direction == "denoising":
-        return corrupted_tokens, clean_tokens
-    return clean_tokens, corrupted_tokens
 
 
 def source_deltas(
@@ -267,18 +230,37 @@ def attribution_patching(
 # ---------------------------------------------------------------------------------------------- AtP*
 
 
-def _check_qk_fixable(model: HookedTransformer) -> None:
+def _check_qk_fixable(model: HookedTransformer, target: Tensor) -> None:
+    """Refuse, naming the feature, models whose attention the QK fix's recomputation does not model.
+
+    The fix recomputes each pattern as softmax(causal-masked q . k / attn_scale) from ``attn.hook_q`` /
+    ``attn.hook_k``; anything else between those hooks and the pattern would make its numbers wrong.
+    """
     cfg = model.cfg
-    if cfg.positional_embedding_type not in ("standard", "shortformer") or getattr(
-        cfg, "attn_scores_soft_cap", -1.0
-    ) not in (-1, -1.0, None):
+    unsupported = {
+        f"{cfg.positional_embedding_type} positions (applied after attn.hook_q / hook_k)": (
+            cfg.positional_embedding_type not in ("standard", "shortformer")
+        ),
+        "soft-capped attention scores": cfg.attn_scores_soft_cap not in (-1, -1.0, None),
+        "grouped-query attention (n_key_value_heads)": cfg.n_key_value_heads not in (None, cfg.n_heads),
+        "q/k normalisation (use_qk_norm)": bool(cfg.use_qk_norm)
+        or cfg.original_architecture in ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM"),
+        "local attention windows (attn_types / window_size)": any(
+            getattr(b.attn, "attn_type", "global") == "local" for b in model.blocks
+        ),
+        "clipped q/k/v (clip_qkv)": cfg.clip_qkv is not None,
+        "log-n attention scaling (use_logn_attn)": bool(cfg.use_logn_attn),
+        "attention sinks (use_attention_sinks)": bool(cfg.use_attention_sinks),
+        "non-causal attention": cfg.attention_dir != "causal",
+    }
+    mask = attention_mask(model, target)
+    unsupported["left-padded prompts (padding mask)"] = mask is not None and not bool(mask.all())
+    found = [name for name, present in unsupported.items() if present]
+    if found:
         raise ValueError(
-            "the AtP* QK fix recomputes attention scores as q.k / attn_scale with a causal mask; "
-            f"this model uses {cfg.positional_embedding_type} positions / soft-capped scores, which it "
-            "does not model. Use method='atp' for query/key families on this model."
+            f"the AtP* QK fix recomputes attention as softmax(causal q.k / attn_scale) and does not model "
+            f"{'; '.join(found)} of {cfg.model_name}; use method='atp' (or qk_fix=False) on this model"
         )
-    if cfg.n_key_value_heads not in (None, cfg.n_heads):
-        raise ValueError("the AtP* QK fix does not handle grouped-query attention; use method='atp'")
 
 
 def _scores(q: Tensor, k: Tensor, scale: float) -> Tensor:
@@ -354,7 +336,7 @@ def atp_star(
     names = hook_names(model, families, layers)
     want_qk = qk_fix and any(f in QK_FAMILIES for f in families)
     if want_qk:
-        _check_qk_fixable(model)
+        _check_qk_fixable(model, target_and_source(model, clean_tokens, corrupted_tokens, direction)[0])
         for layer in layers:
             names += [f"blocks.{layer}.attn.hook_{x}" for x in ("q", "k", "pattern")]
     run = linear_run(

@@ -24,15 +24,20 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from circuitkit.components import DEFAULT_FAMILIES, get_family
-from circuitkit.patching.activation import (
+from circuitkit.patching.attribution import family_sum
+from circuitkit.patching.common import (
     Ablation,
     Direction,
     Metric,
+    attention_mask,
     check_metric,
+    family_list,
+    hook_names,
     resample_permutation,
+    shortformer_pos_embed,
     source_values,
+    target_and_source,
 )
-from circuitkit.patching.attribution import family_list, family_sum, hook_names, target_and_source
 from circuitkit.patching.scores import EstimatedEffects
 
 
@@ -73,6 +78,9 @@ def integrated_gradients(
     del t_logits, s_logits
     batch = target.shape[0]
     perm = resample_permutation(batch, seed, target.device)
+    # Runs started at a layer get what model(target) used: the padding mask and shortformer positions.
+    mask = attention_mask(model, target)
+    spe = shortformer_pos_embed(model, target, mask)
     alphas = (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
     per_chunk = max(1, max_batch // batch)
     grids: dict[str, list[Tensor]] = {f: [] for f in families}
@@ -99,6 +107,8 @@ def integrated_gradients(
                     start_at_layer=layer,
                     fwd_hooks=[(hook, put)],
                     return_type="logits",
+                    attention_mask=None if mask is None else mask.repeat(n, 1),
+                    shortformer_pos_embed=None if spe is None else spe.repeat(n, 1, 1),
                 )
                 logits = logits.view(n, batch, *logits.shape[1:])
                 # Sum of per-point metrics: each point's gradient is its own (points do not interact).

@@ -26,7 +26,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitkit.components import head_label
-from circuitkit.patching.activation import Direction, Metric, check_inputs, check_metric
+from circuitkit.patching.common import Direction, Metric, check_inputs, check_metric
 
 ReceiverInput = Literal["q", "k", "v"]
 
@@ -84,6 +84,13 @@ def path_patching(
     bad = [x for x in receiver_inputs if x not in ("q", "k", "v")]
     if bad or not receiver_inputs:
         raise ValueError(f"receiver inputs must be among q, k, v; got {list(receiver_inputs)}")
+    n_kv = cfg.n_key_value_heads
+    if n_kv not in (None, cfg.n_heads) and {"k", "v"} & set(receiver_inputs):
+        raise ValueError(
+            f"receiver inputs k / v: {cfg.model_name} uses grouped-query attention (n_key_value_heads="
+            f"{n_kv} < n_heads={cfg.n_heads}), so a receiver head shares its keys and values with its group; "
+            "patch receivers through 'q' only"
+        )
     last = max(layer for layer, _ in receivers)
     if senders is None:
         senders = [(layer, h) for layer in range(last) for h in range(cfg.n_heads)]

@@ -6,8 +6,9 @@ propagation coefficients from one modified backward pass. The rules change the b
 forward values stay bit-identical, because each rule is written as ``value.detach() + (a term whose
 value is exactly zero but whose gradient is the rule's)`` or as a plain detach:
 
-* **LN-rule** (LayerNorm / RMSNorm): the normalisation scale is treated as a constant —
-  ``hook_scale`` returns ``scale.detach()``; centring stays in the graph.
+* **LN-rule** (LayerNorm / RMSNorm): the normalisation scale is treated as a constant — every
+  ``*.hook_scale`` (``ln1``, ``ln2``, the post-norms ``ln1_post`` / ``ln2_post``, the q/k norms
+  ``attn.q_norm`` / ``attn.k_norm``, ``ln_final``) returns ``scale.detach()``; centring stays in the graph.
 * **AH-rule** (attention): the softmax pattern is a constant — ``attn.hook_pattern`` returns
   ``pattern.detach()``; relevance flows through the values only. (Off by default, as in the authors'
   TransformerLens fork; on IOI it cuts the query/key route that carries the signal.)
@@ -31,8 +32,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from circuitkit.components import DEFAULT_FAMILIES
-from circuitkit.patching.activation import Ablation, Direction, Metric
 from circuitkit.patching.attribution import Hook, attribution_patching
+from circuitkit.patching.common import Ablation, Direction, Metric
 from circuitkit.patching.scores import EstimatedEffects
 
 STABILISER = 1e-6
@@ -90,12 +91,18 @@ def rule_hooks(model: HookedTransformer, rules: RelPRules) -> list[Hook]:
         return act.detach()
 
     if rules.ln:
-        for layer in layers:
-            for name in (f"blocks.{layer}.ln1.hook_scale", f"blocks.{layer}.ln2.hook_scale"):
-                if name in model.hook_dict:
-                    hooks.append((name, detach))
-        if "ln_final.hook_scale" in model.hook_dict:
-            hooks.append(("ln_final.hook_scale", detach))
+        # Every normalisation's scale: ln1 / ln2, the post-norms ln1_post / ln2_post (Gemma-2/3, OLMo-2)
+        # and the q/k norms attn.q_norm / attn.k_norm (Qwen3, Gemma-3, OLMo-2), then ln_final.
+        wanted = set(layers)
+        for name in model.hook_dict:
+            if not name.endswith("hook_scale"):
+                continue
+            parts = name.split(".")
+            in_block = parts[0] == "blocks" and parts[1].isdigit()
+            if name == "ln_final.hook_scale" or (in_block and int(parts[1]) in wanted):
+                hooks.append((name, detach))
+            elif not in_block:
+                raise ValueError(f"the LN-rule does not know where normalisation {name!r} sits; turn it off")
     if rules.attention:
         hooks += [(f"blocks.{layer}.attn.hook_pattern", detach) for layer in layers]
     gated = bool(model.cfg.gated_mlp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -12,7 +11,8 @@ from torch import Tensor
 
 from circuitkit.tasks.metrics import last_position_metric
 
-MetricName = Literal["logit_diff", "prob_diff"]
+MetricName = str
+"""Name of a task's metric as results record it (``logit_diff``, ``prob_diff``)."""
 
 
 class TaskError(ValueError):
@@ -78,12 +78,11 @@ class TaskDataset:
 
     @last_position_metric
     def per_prompt_metric(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, " batch"]:
-        """The task's metric for each prompt, from logits over the full sequence."""
-        from circuitkit.tasks import metrics
+        """The task's metric for each prompt, from logits over the full sequence (the registered task's
+        ``metric``; every registered metric reads the last position only)."""
+        from circuitkit.tasks.registry import get_task
 
-        if self.metric_name == "logit_diff":
-            return metrics.logit_diff(logits, self.answer_ids, self.wrong_ids)
-        return metrics.year_prob_diff(logits, self.extras["year_ids"], self.extras["yy"])
+        return get_task(self.task).metric(self, logits)
 
     @last_position_metric
     def metric(self, logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, ""]:

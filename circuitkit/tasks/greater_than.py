@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 
 from circuitkit.tasks import vocab
-from circuitkit.tasks.base import TaskDataset, TaskError, check_single_tokens, encode_prompts
+from circuitkit.tasks.base import TaskDataset, TaskError, encode_prompts
+from circuitkit.tasks.registry import Task, register_task
 
 YY_RANGE = range(2, 99)  # as in the paper: 01 is the corruption, 99 leaves nothing greater
 
@@ -42,6 +43,33 @@ def sample_sentence(rng: random.Random, split: str = "train") -> str:
     return fill(rng.choice(nouns(split)), rng.choice(vocab.GT_CENTURIES), yy) + f"{end:02d}."
 
 
+def _aligned_years(tokenizer, century: str, century_id: int, year_ids: list[int]) -> list[int]:
+    """The YY of :data:`YY_RANGE` whose year " CYY" reads as the century token then the YY token; others
+    (GPT-2 has " 1800", " 1930" as one token) are dropped with a notice. The corruption's 01 must read so."""
+
+    def reads_split(yy: int) -> bool:
+        return tokenizer.encode(f" {century}{yy:02d}", add_special_tokens=False) == [century_id, year_ids[yy]]
+
+    if not reads_split(1):
+        got = tokenizer.convert_ids_to_tokens(tokenizer.encode(f" {century}01", add_special_tokens=False))
+        raise TaskError(
+            f"this tokenizer does not read the corrupted year ' {century}01' as ' {century}' + '01' "
+            f"({got}); choose another century (century='17')"
+        )
+    years = [yy for yy in YY_RANGE if reads_split(yy)]
+    if len(years) < len(YY_RANGE):
+        vocab.log.warning(
+            "greater-than years: dropped %d of %d that this tokenizer does not read as ' %s' + YY: %s",
+            len(YY_RANGE) - len(years),
+            len(YY_RANGE),
+            century,
+            ", ".join(f"{century}{yy:02d}" for yy in YY_RANGE if yy not in years),
+        )
+    if not years:
+        raise TaskError(f"no year {century}02-{century}98 reads as ' {century}' + 'YY' with this tokenizer")
+    return years
+
+
 def make_greater_than(
     tokenizer,
     n_prompts: int = 64,
@@ -54,23 +82,38 @@ def make_greater_than(
 ) -> TaskDataset:
     """Draw ``n_prompts`` distinct greater-than prompts with their YY -> 01 corruptions.
 
-    ``split="heldout"`` uses nouns never in the toy models' greater-than training sentences.
+    ``split="heldout"`` uses nouns never in the toy models' greater-than training sentences. Nouns of the
+    split that the tokenizer splits, and years it reads as one token (GPT-2: " 1800"), are dropped with a
+    one-line notice on the ``circuitkit.tasks`` logger; nouns passed as ``nouns_`` must be single tokens.
     """
     if n_prompts < 1:
         raise TaskError(f"n_prompts must be at least 1, got {n_prompts}")
-    ns = tuple(nouns_ or nouns(split))
-    check_single_tokens(tokenizer, [" " + n for n in ns], "greater-than nouns")
-    check_single_tokens(tokenizer, [" " + century], "century tokens")
-    year_map = check_single_tokens(tokenizer, [f"{i:02d}" for i in range(100)], "two-digit years")
+    ns = tuple(
+        n[1:]
+        for n in vocab.single_token_ids(
+            tokenizer,
+            [" " + n for n in nouns_ or nouns(split)],
+            "greater-than nouns",
+            strict=nouns_ is not None,
+        )
+    )
+    century_id = vocab.single_token_ids(tokenizer, [" " + century], "century tokens", strict=True)[
+        " " + century
+    ]
+    # the metric sums probabilities over all 100 two-digit years, so none may be dropped
+    year_map = vocab.single_token_ids(
+        tokenizer, [f"{i:02d}" for i in range(100)], "two-digit years", strict=True
+    )
     year_ids = [year_map[f"{i:02d}"] for i in range(100)]
-    n_possible = len(ns) * len(YY_RANGE)
+    years = _aligned_years(tokenizer, century, century_id, year_ids)
+    n_possible = len(ns) * len(years)
     if n_prompts > n_possible:
         raise TaskError(
             f"asked for {n_prompts} distinct greater-than prompts but only {n_possible} exist for "
-            f"{len(ns)} nouns x {len(YY_RANGE)} years: ask for fewer or pass more nouns"
+            f"{len(ns)} nouns x {len(years)} years: ask for fewer or pass more nouns"
         )
     rng = random.Random(seed)
-    pairs = rng.sample([(n, yy) for n in ns for yy in YY_RANGE], n_prompts)
+    pairs = rng.sample([(n, yy) for n in ns for yy in years], n_prompts)
     prompts = [fill(n, century, yy) for n, yy in pairs]
     corrupted = [fill(n, century, 1) for n, _ in pairs]
     clean_ids = encode_prompts(tokenizer, prompts, prepend_bos=prepend_bos)
@@ -98,5 +141,39 @@ def make_greater_than(
         seed=seed,
         split=split,
         extras={"yy": torch.tensor([yy for _, yy in pairs]), "year_ids": torch.tensor(year_ids)},
-        info={"century": century, "nouns": list(ns), "corruption": "YY -> 01"},
+        info={
+            "century": century,
+            "nouns": list(ns),
+            "years_dropped": [yy for yy in YY_RANGE if yy not in years],
+            "corruption": "YY -> 01",
+        },
     )
+
+
+def _metric(data: TaskDataset, logits: torch.Tensor) -> torch.Tensor:
+    from circuitkit.tasks.metrics import year_prob_diff
+
+    return year_prob_diff(logits, data.extras["year_ids"], data.extras["yy"])
+
+
+def _published(model_name: str):
+    from circuitkit.tasks.ground_truth import GPT2_SMALL
+
+    return GPT2_SMALL["greater_than"] if model_name in ("gpt2", "gpt2-small") else None
+
+
+TASK = register_task(
+    Task(
+        name="greater_than",
+        description="greater-than over years (Hanna et al. 2023)",
+        make=make_greater_than,
+        metric=_metric,
+        metric_name="prob_diff",
+        positions=("YY", "end"),
+        corruption="YY -> 01 (one token changes)",
+        splits=("train", "heldout"),
+        sample_sentence=sample_sentence,
+        role_positions={"attends to YY": ("end", "YY")},
+        published_circuits=_published,
+    )
+)

@@ -1,8 +1,10 @@
 """Ground-truth circuits: published ones for GPT-2 small, patching-derived ones for the built-in models.
 
 GPT-2 small: IOI from Wang et al. (2022), greater-than from Hanna et al. (2023), as used by ACDC
-(Conmy et al. 2023) and auto-circuit. Built-in models: derived by exhaustive activation patching when
-the model is built (:func:`derive_circuit`) and stored in its card.
+(Conmy et al. 2023) and auto-circuit; each registered task names its published circuits
+(``Task.published_circuits``). Built-in models: derived by exhaustive activation patching when the model
+is built (:func:`circuitkit.evaluation.derive_circuit.derive_circuit`, outside the task layer) and
+stored in its card.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ from dataclasses import dataclass, field
 
 import torch
 from transformer_lens import HookedTransformer
-
-from circuitkit.components import head_label
-from circuitkit.tasks.base import TaskDataset
 
 
 @dataclass(frozen=True)
@@ -100,11 +99,14 @@ def circuit_from_card(card: dict, task: str) -> Circuit | None:
 def ground_truth(model: HookedTransformer | str, task: str) -> Circuit:
     """The reference circuit for a model and task: published (gpt2) or from a built-in model's card."""
     from circuitkit.models import zoo
+    from circuitkit.tasks.registry import get_task
 
     name = model if isinstance(model, str) else model.cfg.model_name
-    key = task.replace("-", "_")
-    if name in ("gpt2", "gpt2-small") and key in GPT2_SMALL:
-        return GPT2_SMALL[key]
+    spec = get_task(task)
+    key = spec.name
+    published = spec.published_circuits(name) if spec.published_circuits else None
+    if published is not None:
+        return published
     builtin = zoo.resolve_builtin(name)
     if builtin is not None:
         c = circuit_from_card(zoo.read_card(zoo.builtin_dir(builtin)), key)
@@ -114,97 +116,3 @@ def ground_truth(model: HookedTransformer | str, task: str) -> Circuit:
         f"no ground-truth circuit for model {name!r} and task {task!r}: known are GPT-2 small "
         f"({', '.join(GPT2_SMALL)}) and the built-in models' cards"
     )
-
-
-# --- deriving a circuit by exhaustive activation patching -------------------------------------------
-
-IOI_ROLE_POSITIONS = {
-    # role: (query position, key position) whose mean attention identifies it (Wang et al. 2022)
-    "name mover": ("end", "IO"),
-    "s-inhibition": ("end", "S2"),
-    "induction": ("S2", "S1+1"),
-    "duplicate token": ("S2", "S1"),
-    "previous token": ("S1+1", "S1"),
-}
-
-
-def _mean_attention(model: HookedTransformer, data: TaskDataset, q: str, k: str) -> torch.Tensor:
-    """[n_layers, n_heads] mean attention from position ``q`` to position ``k`` on clean prompts."""
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(
-            data.clean_tokens.to(model.cfg.device), names_filter=lambda n: n in names
-        )
-    idx = torch.arange(len(data))
-    qp, kp = data.positions[q].cpu(), data.positions[k].cpu()
-    return torch.stack([cache[n].cpu()[idx, :, qp, kp].mean(0) for n in names])
-
-
-def derive_circuit(
-    model: HookedTransformer, data: TaskDataset, *, threshold: float = 0.1, mlp_threshold: float = 0.1
-) -> dict:
-    """Heads (and MLP layers) whose single-component activation patch moves the normalised metric by at
-    least ``threshold`` in the denoising or the noising direction, with roles read off attention.
-
-    Returns a JSON-able dict for the model card.
-    """
-    from circuitkit.patching.activation import activation_patching
-
-    n_heads = model.cfg.n_heads
-    effects = {}
-    for direction in ("denoising", "noising"):
-        r = activation_patching(
-            model, data.clean_tokens, data.corrupted_tokens, data.metric, "head", direction=direction
-        )
-        # denoising: share of the clean behaviour one head restores; noising: share of it one head's
-        # corrupted value destroys ((m - m_clean) / (m_corrupted - m_clean)). Both are 0 for a bystander.
-        effects[direction] = r.normalized()
-    mlp = activation_patching(model, data.clean_tokens, data.corrupted_tokens, data.metric, "mlp_out_all")
-    mlp_eff = mlp.normalized()
-
-    role_scores = {}
-    if data.task == "ioi":
-        for role, (q, k) in IOI_ROLE_POSITIONS.items():
-            role_scores[role] = _mean_attention(model, data, q, k)
-    else:
-        role_scores["attends to YY"] = _mean_attention(model, data, "end", "YY")
-
-    heads = []
-    for layer in range(model.cfg.n_layers):
-        for head in range(n_heads):
-            den, noi = float(effects["denoising"][layer, head]), float(effects["noising"][layer, head])
-            if max(abs(den), abs(noi)) < threshold:
-                continue
-            best_role, best = "other", 0.3
-            for role, att in role_scores.items():
-                if float(att[layer, head]) > best:
-                    best_role, best = role, float(att[layer, head])
-            if best_role == "name mover" and den + noi < 0:
-                best_role = "negative name mover"
-            heads.append(
-                {
-                    "layer": layer,
-                    "head": head,
-                    "label": head_label(layer, head),
-                    "role": best_role,
-                    "effect_denoising": round(den, 4),
-                    "effect_noising": round(noi, 4),
-                }
-            )
-    mlps = [
-        {"layer": layer, "effect_denoising": round(float(mlp_eff[layer]), 4)}
-        for layer in range(model.cfg.n_layers)
-        if abs(float(mlp_eff[layer])) >= mlp_threshold
-    ]
-    return {
-        "heads": heads,
-        "mlps": mlps,
-        "threshold": threshold,
-        "method": (
-            "exhaustive activation patching of every head (hook_z, all positions), denoising and noising, "
-            f"{len(data)} held-out prompts; kept if |normalised effect| >= {threshold}; roles from mean "
-            "attention between task positions"
-        ),
-        "head_effects_denoising": [[round(float(x), 4) for x in row] for row in effects["denoising"]],
-        "head_effects_noising": [[round(float(x), 4) for x in row] for row in effects["noising"]],
-    }

@@ -8,13 +8,13 @@ S2 is replaced by a third name, so exactly one token changes and no name repeats
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Sequence
 
 import torch
 
 from circuitkit.tasks import vocab
-from circuitkit.tasks.base import TaskDataset, TaskError, check_single_tokens, encode_prompts
+from circuitkit.tasks.base import TaskDataset, TaskError, encode_prompts
+from circuitkit.tasks.registry import Task, register_task
 
 SPLITS = ("train", "heldout", "heldout_names")
 
@@ -61,6 +61,65 @@ def sample_sentence(rng: random.Random, split: str = "train") -> str:
     return fill(t, a, b, rng.choice(w["places"]), rng.choice(w["objects"]), order) + f" {a}."
 
 
+def _template_lengths(tokenizer, candidates: Sequence[str], names, place: str, obj: str) -> dict[str, int]:
+    # names, places and objects are single tokens, so one filling gives every prompt's length
+    return {
+        t: len(encode_prompts(tokenizer, [fill(t, names[0], names[1], place, obj, "BABA")])[0])
+        for t in candidates
+    }
+
+
+def _largest_group(lengths: dict[str, int], prefer: Sequence[str] = ()) -> list[str]:
+    """The templates of the commonest token length (ties: more of ``prefer``, then the shorter length)."""
+    groups: dict[int, list[str]] = {}
+    for t, n in lengths.items():
+        groups.setdefault(n, []).append(t)
+    best = max(groups, key=lambda n: (len(groups[n]), sum(t in prefer for t in groups[n]), -n))
+    return groups[best]
+
+
+def _choose_templates(
+    tokenizer, split: str, templates: Sequence[str] | None, names, place: str, obj: str
+) -> tuple[list[str], list[str]]:
+    """The templates to draw from, all of one token length, and which of them came from the reserve.
+
+    Given ``templates`` must already have one length. Otherwise the split's templates of the commonest
+    length; a held-out split with fewer than :data:`vocab.MIN_IOI_TEMPLATES` of one length adds
+    :data:`vocab.IOI_TEMPLATES_HELDOUT_RESERVE` and takes the commonest length of the union - for
+    tokenizers the word lists were not built for (any that splits a task word, e.g. GPT-2's BPE).
+    """
+    if templates is not None:
+        lengths = _template_lengths(tokenizer, tuple(templates), names, place, obj)
+        if len(set(lengths.values())) > 1:
+            raise TaskError(
+                "the given IOI templates tokenise to different lengths "
+                f"{sorted(set(lengths.values()))}; prompts must align by position: pass templates of one "
+                "length"
+            )
+        return list(templates), []
+    own = word_lists(split)["templates"]
+    used = _largest_group(_template_lengths(tokenizer, own, names, place, obj))
+    if len(used) >= vocab.MIN_IOI_TEMPLATES or split == "train" or vocab.keeps_task_words(tokenizer):
+        # Tokenizers built for these word lists (the built-in models') draw from the held-out templates
+        # alone, as their card scores were measured: on ck-tiny and ck-6l that is one template.
+        return used, []
+    n_own = len(used)
+    pool = own + vocab.IOI_TEMPLATES_HELDOUT_RESERVE
+    used = _largest_group(_template_lengths(tokenizer, pool, names, place, obj), prefer=own)
+    reserve = [t for t in used if t not in own]
+    vocab.log.warning(
+        "IOI %s templates: at most %d of the %d share one token length with this tokenizer (%d needed); "
+        "drawing from %d of one length, %d of them from the held-out reserve",
+        split,
+        n_own,
+        len(own),
+        vocab.MIN_IOI_TEMPLATES,
+        len(used),
+        len(reserve),
+    )
+    return used, reserve
+
+
 def make_ioi(
     tokenizer,
     n_prompts: int = 64,
@@ -84,33 +143,38 @@ def make_ioi(
             split's lists.
         prepend_bos: put the BOS token first, as ``HookedTransformer.to_tokens`` does by default.
 
-    Templates are grouped by token length and the largest group of equal length is used, so every
-    prompt lines up position by position; pass ``templates`` to choose them yourself.
+    Words of the split's lists that the tokenizer splits into several tokens are dropped, with a one-line
+    notice on the ``circuitkit.tasks`` logger (GPT-2: " Ella", " Olga"); word lists passed as arguments
+    must be single tokens. Templates are grouped by token length and the largest group of equal length is
+    used, so every prompt lines up position by position; held-out splits top up from
+    ``vocab.IOI_TEMPLATES_HELDOUT_RESERVE`` when fewer than 3 held-out templates share a length
+    (``info["reserve_templates"]`` lists them). Pass ``templates`` to choose them yourself.
     """
     if n_prompts < 1:
         raise TaskError(f"n_prompts must be at least 1, got {n_prompts}")
     w = word_lists(split)
-    names = tuple(names or w["names"])
-    places = tuple(places or w["places"])
-    objects = tuple(objects or w["objects"])
-    if len(set(names)) < 3:
+    # Words of the split's lists that this tokenizer splits are dropped (with a notice); words the caller
+    # passed are used as given or refused by name.
+    name_ids = vocab.single_token_ids(
+        tokenizer, [" " + n for n in dict.fromkeys(names or w["names"])], "IOI names", minimum=3,
+        strict=names is not None,
+    )  # fmt: skip
+    names = tuple(n[1:] for n in name_ids)
+    if len(names) < 3:
         raise TaskError("IOI needs at least 3 distinct names (A, B and the corrupting C)")
-    name_ids = check_single_tokens(tokenizer, [" " + n for n in names], "IOI names")
-    check_single_tokens(tokenizer, [" " + p for p in places], "IOI places")
-    check_single_tokens(tokenizer, [" " + o for o in objects], "IOI objects")
-
-    candidates = tuple(templates or w["templates"])
-    lengths = {
-        t: len(encode_prompts(tokenizer, [fill(t, names[0], names[1], places[0], objects[0], "BABA")])[0])
-        for t in candidates
-    }
-    if templates is not None and len(set(lengths.values())) > 1:
-        raise TaskError(
-            "the given IOI templates tokenise to different lengths "
-            f"{sorted(set(lengths.values()))}; prompts must align by position: pass templates of one length"
+    places = tuple(
+        p[1:]
+        for p in vocab.single_token_ids(
+            tokenizer, [" " + p for p in places or w["places"]], "IOI places", strict=places is not None
         )
-    best_len, _ = max(Counter(lengths.values()).items(), key=lambda kv: (kv[1], -kv[0]))
-    used = [t for t in candidates if lengths[t] == best_len]
+    )
+    objects = tuple(
+        o[1:]
+        for o in vocab.single_token_ids(
+            tokenizer, [" " + o for o in objects or w["objects"]], "IOI objects", strict=objects is not None
+        )
+    )
+    used, reserve_used = _choose_templates(tokenizer, split, templates, names, places[0], objects[0])
 
     # 2 orders x templates x ordered (A, B) x C x place x object
     n_possible = 2 * len(used) * len(names) * (len(names) - 1) * (len(names) - 2) * len(places) * len(objects)
@@ -170,5 +234,46 @@ def make_ioi(
         metric_name="logit_diff",
         seed=seed,
         split=split,
-        info={"templates": used, "n_names": len(names), "corruption": "ABC (S2 -> third name)"},
+        info={
+            "templates": used,
+            "reserve_templates": reserve_used,
+            "n_names": len(names),
+            "corruption": "ABC (S2 -> third name)",
+        },
     )
+
+
+def _metric(data: TaskDataset, logits: torch.Tensor) -> torch.Tensor:
+    from circuitkit.tasks.metrics import logit_diff
+
+    return logit_diff(logits, data.answer_ids, data.wrong_ids)
+
+
+def _published(model_name: str):
+    from circuitkit.tasks.ground_truth import GPT2_SMALL
+
+    return GPT2_SMALL["ioi"] if model_name in ("gpt2", "gpt2-small") else None
+
+
+TASK = register_task(
+    Task(
+        name="ioi",
+        description="indirect object identification (Wang et al. 2022)",
+        make=make_ioi,
+        metric=_metric,
+        metric_name="logit_diff",
+        positions=("IO", "S1", "S1+1", "S2", "end"),
+        corruption="ABC: S2 replaced by a third name (one token changes)",
+        splits=SPLITS,
+        sample_sentence=sample_sentence,
+        role_positions={
+            # role: (query position, key position) whose mean attention identifies it (Wang et al. 2022)
+            "name mover": ("end", "IO"),
+            "s-inhibition": ("end", "S2"),
+            "induction": ("S2", "S1+1"),
+            "duplicate token": ("S2", "S1"),
+            "previous token": ("S1+1", "S1"),
+        },
+        published_circuits=_published,
+    )
+)

@@ -6,32 +6,12 @@ one that predicts the answer, and returns a per-prompt tensor (differentiable, f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-F = TypeVar("F", bound=Callable)
-
-_LAST_ONLY = "reads_last_position_only"
-
-
-def last_position_metric(fn: F) -> F:
-    """Mark a metric as reading only ``logits[:, -1]``.
-
-    Activation patching then runs the last layer and the unembedding at the last position alone and
-    hands the metric logits of shape ``[batch, 1, vocab]`` (several times faster on short prompts).
-    Mark only metrics that index the last position (``-1``), never a fixed position number.
-    """
-    setattr(fn, _LAST_ONLY, True)
-    return fn
-
-
-def reads_last_position_only(metric: Callable) -> bool:
-    """Whether ``metric`` (or the function behind a bound method) was marked by ``last_position_metric``."""
-    return bool(getattr(metric, _LAST_ONLY, False))
+# The marker wraps, never mutates, the caller's function; it lives with the patching helpers.
+from circuitkit.patching.common import last_position_metric, reads_last_position_only  # noqa: F401
 
 
 def _last(logits: Float[Tensor, "batch pos vocab"]) -> Float[Tensor, "batch vocab"]:

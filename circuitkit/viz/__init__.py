@@ -1,9 +1,6 @@
 """Plotly figure builders: pure functions from tables/tensors to ``go.Figure``, shared by the explorer
 (``app/``) and the notebooks (``analyses/``)."""
 
-# Numbers, not figures: they live in circuitkit.evaluation and are re-exported for existing callers.
-from circuitkit.evaluation.correlation import pearson as pearson_r
-from circuitkit.evaluation.ground_truth import roc_points
 from circuitkit.viz.attention import attention_pattern
 from circuitkit.viz.curves import faithfulness_curve, roc_curve
 from circuitkit.viz.export import PngExportError, figure_to_html, figure_to_png
@@ -29,9 +26,7 @@ __all__ = [
     "layer_pos_heatmap",
     "method_vs_patching_scatter",
     "node_status",
-    "pearson_r",
     "roc_curve",
-    "roc_points",
     "top_examples",
     "top_logits",
     "training_curves",

@@ -49,7 +49,8 @@ class SparseCoderTrainingConfig(TrainingSAEConfig):
     aux_k: int | None = None
     """Dead latents used by the auxiliary loss per token (None: d_in // 2, Gao et al. 2024 appendix B.1)."""
     aux_coefficient: float = 1 / 32
-    """Weight of the auxiliary (AuxK) loss, alpha in Gao et al. 2024."""
+    """Weight of the auxiliary (AuxK) loss, alpha in Gao et al. 2024 (on their normalised MSE, see
+    ``aux_reconstruction_loss``)."""
     decoder_init_norm: float | None = 1.0
     """Decoder rows start (and stay) at unit norm."""
     fit_encoder_scale: bool = True
@@ -216,7 +217,7 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         """AuxK: the top ``k_aux`` dead latents reconstruct the (detached) residual (Gao et al. 2024)."""
         return {
             "auxiliary_reconstruction_loss": self.aux_reconstruction_loss(
-                step.dead_neuron_mask, pre, x, out, target
+                step.dead_neuron_mask, pre, x, out, target, code
             )
         }
 
@@ -225,19 +226,43 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         return pre
 
     def aux_reconstruction_loss(
-        self, candidate_mask: Tensor | None, pre: Tensor, x: Tensor, out: Tensor, target: Tensor
+        self,
+        candidate_mask: Tensor | None,
+        pre: Float[Tensor, "n d_sae"],
+        x: Float[Tensor, "n d_in"],
+        out: Float[Tensor, "n d_out"],
+        target: Float[Tensor, "n d_out"],
+        code: SparseCode | None = None,
     ) -> Tensor:
-        """alpha * ||e - e_hat||^2 with e = target - out (detached), e_hat from the top candidates."""
+        """AuxK (Gao et al. 2024): per token, the top ``k_aux`` candidate latents reconstruct the detached
+        residual e = target - out; the loss is their normalised MSE, as in the authors' released code
+        (``normalized_mse``: ||e_hat - e||^2 / ||e - mean(e)||^2), times alpha.
+
+        The authors' main loss is itself a normalised MSE (FVU); ours is the summed squared error, i.e.
+        FVU times the target's variance, so the auxiliary term is multiplied by that (detached) variance
+        to keep their ratio: aux / main = alpha * NMSE_aux / FVU, whatever the activations' scale. An
+        unnormalised alpha * ||e_hat - e||^2 is ~FVU times weaker, and left many latents dead.
+
+        Pairs already in the main ``code`` are not candidates for that token: the residual is what the
+        main code left over, so a latent the token already uses must not reconstruct it a second time.
+        """
         n_candidates = 0 if candidate_mask is None else int(candidate_mask.sum())
         if n_candidates == 0:
             return out.new_zeros(())
         k_aux = min(self.k_aux, n_candidates)
-        # Fewer candidates than k_aux: scale the loss down so a handful of dead latents do not dominate.
-        scale = min(n_candidates / self.k_aux, 1.0)
         # Rank only the candidate columns: a masked copy of the full [n, d_sae] scores and a top-k over
         # all of them cost several times the whole TopK step when few latents are dead.
         candidates = candidate_mask.nonzero().squeeze(1)
-        rows, sub_cols = per_token_topk(self.aux_scores(pre.index_select(1, candidates)), k_aux)
+        scores = self.aux_scores(pre.index_select(1, candidates))
+        if code is not None and code.cols.numel():
+            position = torch.full((self.cfg.d_sae,), -1, dtype=torch.long, device=pre.device)
+            position[candidates] = torch.arange(n_candidates, device=pre.device)
+            in_main = position[code.cols]
+            used = in_main >= 0
+            scores[code.rows[used], in_main[used]] = -torch.inf
+        rows, sub_cols = per_token_topk(scores, k_aux)
+        usable = scores[rows, sub_cols] > -torch.inf  # fewer than k_aux candidates left for a token
+        rows, sub_cols = rows[usable], sub_cols[usable]
         if n_candidates <= self.dense_aux_max_ratio * k_aux:
             e_hat = self._aux_decode_on_candidates(x, candidates, rows, sub_cols)
         else:
@@ -247,7 +272,13 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
             )
             e_hat = sparse_decode(SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), self.W_dec)
         residual = (target - out).detach()
-        return self.cfg.aux_coefficient * scale * (e_hat - residual).pow(2).sum(-1).mean()
+        with torch.no_grad():
+            residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
+            target_var = (target - target.mean(0)).pow(2).sum(-1).mean()
+        if residual_var <= 0:
+            return out.new_zeros(())
+        nmse = (e_hat - residual).pow(2).sum(-1).mean() / residual_var
+        return self.cfg.aux_coefficient * target_var * nmse
 
     def _aux_decode_on_candidates(
         self, x: Tensor, candidates: Tensor, rows: Tensor, sub_cols: Tensor
@@ -327,12 +358,15 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         self, step_input: TrainStepInput, feature_acts: Tensor, hidden_pre: Tensor, sae_out: Tensor
     ) -> dict[str, Tensor]:
         x = step_input.sae_in.reshape(-1, self.cfg.d_in)
+        dense = feature_acts.reshape(x.shape[0], self.cfg.d_sae)
+        rows, cols = dense.nonzero().unbind(1)
         loss = self.aux_reconstruction_loss(
             step_input.dead_neuron_mask,
             hidden_pre.reshape(-1, self.cfg.d_sae),
             x,
             sae_out.reshape(x.shape[0], -1),
             x,
+            SparseCode(rows, cols, dense[rows, cols], x.shape[0]),
         )
         return {"auxiliary_reconstruction_loss": loss}
 

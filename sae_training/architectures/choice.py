@@ -7,8 +7,16 @@ with Mutual Choice & Feature Choice Sparse Autoencoders", arXiv 2411.02124).
   budget is again about k*B. (The paper can also give latents Zipf-shaped capacities; we use the uniform
   capacity, its simplest setting.)
 - **aux_zipf_loss**: AuxK generalised to *under-used* latents: rank latents by their running firing
-  density; the target density of rank r follows a Zipf law k * r^-alpha / sum_r' r'^-alpha; latents whose
-  density is below their target reconstruct the residual as in AuxK.
+  density; the target density of rank r follows a Zipf law c * r^-alpha, with c such that the targets sum
+  to k (the active latents per token) once capped at 1 (a latent fires at most once per token: the
+  excess of capped ranks is spread over the others); latents whose density is below their target
+  reconstruct the residual as in AuxK (same normalised loss), from outside each token's main code.
+  Ranks are by real usage (entries that fired, activation != 0): latents of equal density share the
+  mean target of their ranks, and only latents used less than the average (k / d_sae) can be flagged.
+  Without these two rules the law misfires on flat usage (under Feature Choice every latent takes m
+  tokens, so all tie, and an argsort flagged an arbitrary ~15 %) and at the top (a dense latent at 0.9
+  sits "below" a target capped at 1 and got the revival loss). The average rule is our reading of
+  "under-used", which the paper targets at the tail; it is not a constant from the paper.
 
 Both selections depend on the whole batch, so a trained dictionary is saved as sae-lens's ``jumprelu``
 inference SAE with per-latent thresholds (a running average of the smallest selected pre-activation),
@@ -21,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from sae_training.architectures.base import (
@@ -39,8 +48,10 @@ class ChoiceConfig(SparseCoderTrainingConfig):
     """Exponent of the Zipf law giving each density rank its target density."""
     density_decay: float = 0.99
     """Decay of the running firing density per step."""
-    threshold_decay: float = 0.99
-    """Decay of the running inference threshold per step."""
+    threshold_decay: float = 0.9
+    """Decay of the running inference threshold per step. 0.9 (a ~10-step window): the thresholds must
+    follow the weights; at 0.99 a 40-step run saved Mutual Choice thresholds that fired 10.7 latents per
+    token where training selected 8."""
 
     @classmethod
     def inference_architecture(cls) -> str:
@@ -66,10 +77,33 @@ class FeatureChoiceConfig(ChoiceConfig):
 
 
 def zipf_targets(d_sae: int, k: float, alpha: float, device: torch.device) -> Tensor:
-    """Target firing density of each density rank (rank 1 first); they sum to k active latents per token."""
-    ranks = torch.arange(1, d_sae + 1, device=device, dtype=torch.float32)
+    """Target firing density of each density rank (rank 1 first): c * r^-alpha capped at 1, c chosen so
+    the targets sum to k active latents per token (water-filling: the capped ranks' excess goes to the
+    uncapped ones in proportion to the law)."""
+    ranks = torch.arange(1, d_sae + 1, device=device, dtype=torch.float64)
     law = ranks.pow(-alpha)
-    return (k * law / law.sum()).clamp(max=1.0)
+    capped = torch.zeros(d_sae, dtype=torch.bool, device=device)
+    k = min(float(k), float(d_sae))
+    for _ in range(d_sae):  # at most one more rank is capped per pass; usually 1-3 passes
+        scale = (k - capped.sum()) / law[~capped].sum()
+        targets = torch.where(capped, torch.ones_like(law), scale * law)
+        newly = targets > 1
+        if not newly.any():
+            break
+        capped |= newly
+    return targets.clamp(max=1.0).float()
+
+
+def rank_targets(density: Float[Tensor, " d_sae"], targets: Float[Tensor, " d_sae"]) -> Tensor:
+    """Each latent's target: that of its density rank, averaged over latents of equal density (ties)."""
+    order = torch.argsort(density, descending=True, stable=True)
+    sorted_density = density[order]
+    _, group, counts = torch.unique_consecutive(sorted_density, return_inverse=True, return_counts=True)
+    group_mean = torch.zeros(len(counts), dtype=targets.dtype, device=targets.device)
+    group_mean.index_add_(0, group, targets).div_(counts.to(targets.dtype))
+    out = torch.empty_like(targets)
+    out[order] = group_mean[group]
+    return out
 
 
 class _ChoiceTrainer(SparseCoderTrainingSAE):
@@ -85,26 +119,32 @@ class _ChoiceTrainer(SparseCoderTrainingSAE):
         self.register_buffer("n_updates", torch.zeros((), **kw))
 
     def under_used(self) -> Tensor:
-        """Latents whose running density is below the Zipf target of their density rank."""
-        order = torch.argsort(self.density, descending=True)
-        targets = torch.empty_like(self.density)
-        targets[order] = zipf_targets(self.cfg.d_sae, self.cfg.k, self.cfg.zipf_alpha, self.device).to(
-            self.dtype
-        )
-        return self.density < targets
+        """Latents whose running density is below the Zipf target of their density rank (ties share
+        their ranks' mean target) and below the average density k / d_sae."""
+        density = self.density.float()
+        law = zipf_targets(self.cfg.d_sae, self.cfg.k, self.cfg.zipf_alpha, density.device)
+        targets = rank_targets(density, law)
+        average = min(self.cfg.k, self.cfg.d_sae) / self.cfg.d_sae
+        # A relative margin: float noise in a running average must not flag a latent sitting exactly on
+        # the average (all latents under Feature Choice).
+        margin = 1 - 1e-4
+        return (density < targets * margin) & (density < average * margin)
 
     def extra_losses(self, step, code, pre, x, out, target):  # type: ignore[override]
         self.update_statistics(code, pre)
         # Densities are meaningless until the running average has seen ~1/(1-decay) batches.
         warming_up = self.n_updates < 1 / (1 - self.cfg.density_decay)
         mask = None if warming_up else self.under_used()
-        return {"aux_zipf_loss": self.aux_reconstruction_loss(mask, pre, x, out, target)}
+        return {"aux_zipf_loss": self.aux_reconstruction_loss(mask, pre, x, out, target, code)}
 
     @torch.no_grad()
     def update_statistics(self, code: SparseCode, pre: Tensor) -> None:
         if not self.training:
             return
-        fired = torch.bincount(code.cols, minlength=self.cfg.d_sae).to(self.dtype) / code.n_tokens
+        # Real usage: a selected entry whose activation is 0 (non-positive pre-activation, then ReLU) did
+        # not fire; counting it would make every Feature Choice latent look equally used.
+        active = code.cols[code.acts.detach() != 0]
+        fired = torch.bincount(active, minlength=self.cfg.d_sae).to(self.dtype) / code.n_tokens
         d = self.cfg.density_decay if self.n_updates > 0 else 0.0
         self.density.mul_(d).add_((1 - d) * fired)
         batch_threshold = self.batch_threshold(code, pre)

@@ -5,8 +5,11 @@ A TopK SAE whose *selection* ranks latents by a_j + beta * a_j * |(W_dec grad)_j
 grad = dL/dx is the LM loss's gradient at the hooked activation; the kept *values* are the ordinary
 activations a_j. We divide the gradient by its mean per-token norm in the batch, so beta does not depend
 on the loss's scale (our choice; the paper does not fix one). No public code exists; this follows the
-paper's definition. Without a gradient (inference on plain activations) selection falls back to TopK.
-sae-lens has no such class, so we register ``gsae`` (a ``TopKSAE`` with ``encode_with_gradient``).
+paper's definition. Without a gradient (inference on plain activations) selection is plain TopK, so a
+trained g-SAE is saved as sae-lens's own ``topk`` SAE (it loads without importing this package) with beta
+in its metadata (``training_architecture_details.beta``); ``encode_with_gradient`` applies the g-SAE
+selection to such a loaded ``TopKSAE``. Folders saved by earlier versions (architecture ``gsae``) still
+load, as ``GradientTopKSAE``, after ``import sae_training``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,39 @@ class GradientTopKConfig(SparseCoderTrainingConfig):
 
     @classmethod
     def inference_architecture(cls) -> str:
-        return "gsae"
+        return "topk"
+
+
+def saved_beta(sae: TopKSAE) -> float:
+    """beta of a g-SAE loaded from disk (its metadata), or a clear error for another TopK SAE."""
+    legacy = getattr(sae.cfg, "beta", None)  # a GradientTopKSAEConfig (folders saved as ``gsae``)
+    if legacy is not None:
+        return float(legacy)
+    details = getattr(sae.cfg.metadata, "training_architecture_details", None) or {}
+    if "beta" not in details:
+        raise ValueError(
+            f"{getattr(sae.cfg.metadata, 'dictionary_id', 'this SAE')} was not trained as a g-SAE (no beta "
+            "in its metadata's training_architecture_details): pass beta= explicitly"
+        )
+    return float(details["beta"])
+
+
+def encode_with_gradient(
+    sae: TopKSAE,
+    x: Float[Tensor, "... d_in"],
+    grad: Float[Tensor, "... d_in"],
+    beta: float | None = None,
+) -> Float[Tensor, "... d_sae"]:
+    """Activations of a saved g-SAE (a sae-lens ``TopKSAE``) with the g-SAE selection: the k largest
+    ``gradient_scores``, values ReLU(pre) as in training. ``beta`` defaults to the saved one."""
+    beta = saved_beta(sae) if beta is None else beta
+    shape = x.shape
+    sae_in = sae.process_sae_in(x).reshape(-1, sae.cfg.d_in)
+    pre = sae_in @ sae.W_enc + sae.b_enc
+    scores = gradient_scores(pre, grad.reshape(-1, sae.cfg.d_in).to(pre.dtype), sae.W_dec, beta)
+    rows, cols = per_token_topk(scores, sae.cfg.k)
+    acts = torch.zeros_like(pre).index_put_((rows, cols), pre[rows, cols].relu())
+    return acts.reshape(*shape[:-1], -1)
 
 
 class GradientTopKTrainer(SparseCoderTrainingSAE):
@@ -77,7 +112,8 @@ class GradientTopKSAEConfig(TopKSAEConfig):
 
 
 class GradientTopKSAE(TopKSAE):
-    """Inference g-SAE: ``encode`` is plain TopK; ``encode_with_gradient`` selects by the g-SAE score."""
+    """Legacy inference g-SAE (folders saved as ``gsae``): ``encode`` is plain TopK;
+    ``encode_with_gradient`` selects by the g-SAE score."""
 
     cfg: GradientTopKSAEConfig  # type: ignore[assignment]
 
@@ -88,12 +124,4 @@ class GradientTopKSAE(TopKSAE):
         self, x: Float[Tensor, "... d_in"], grad: Float[Tensor, "... d_in"]
     ) -> Float[Tensor, "... d_sae"]:
         """Activations with the g-SAE selection (values are ReLU(pre), as in training)."""
-        shape = x.shape
-        sae_in = self.process_sae_in(x).reshape(-1, self.cfg.d_in)
-        pre = sae_in @ self.W_enc + self.b_enc
-        scores = gradient_scores(
-            pre, grad.reshape(-1, self.cfg.d_in).to(pre.dtype), self.W_dec, self.cfg.beta
-        )
-        rows, cols = per_token_topk(scores, self.cfg.k)
-        acts = torch.zeros_like(pre).index_put_((rows, cols), pre[rows, cols].relu())
-        return acts.reshape(*shape[:-1], -1)
+        return encode_with_gradient(self, x, grad, self.cfg.beta)

@@ -5,8 +5,10 @@ Interpretability").
 A transcoder reads the MLP's input (``blocks.L.ln2.hook_normalized``) and reconstructs the MLP's output
 (``blocks.L.hook_mlp_out``) through a wide sparse layer; a skip-transcoder adds a linear map
 ``W_skip x``. sae-lens can load transcoders (``Transcoder``, ``SkipTranscoder``) but not train them, and
-its classes use a ReLU encoder, so we register ``topk_transcoder`` / ``topk_skip_transcoder``: sae-lens's
-classes with a TopK activation.
+its classes use a ReLU (or JumpReLU) encoder, which computes a different function from a TopK one. So we
+register sae-lens's classes with a TopK activation under names that tell a plain sae-lens user what is
+missing (``TOPK_TRANSCODER``): loading one without ``import sae_training`` fails in sae-lens's registry
+with ``KeyError: 'topk_transcoder (needs `import sae_training`)'`` rather than a bare unknown name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from torch import Tensor, nn
 
 from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE
 from sae_training.architectures.sparse_ops import SparseCode, sparse_decode
+
+TOPK_TRANSCODER = "topk_transcoder (needs `import sae_training`)"
+"""Inference architecture name of a TopK transcoder (cfg.json ``architecture``)."""
+TOPK_SKIP_TRANSCODER = "topk_skip_transcoder (needs `import sae_training`)"
+"""Inference architecture name of a TopK skip-transcoder."""
+LEGACY_NAMES = {TOPK_TRANSCODER: "topk_transcoder", TOPK_SKIP_TRANSCODER: "topk_skip_transcoder"}
+"""The names earlier versions saved under (still loadable after ``import sae_training``)."""
 
 
 @dataclass
@@ -38,7 +47,7 @@ class TranscoderTrainingConfig(SparseCoderTrainingConfig):
 
     @classmethod
     def inference_architecture(cls) -> str:
-        return "topk_transcoder"
+        return TOPK_TRANSCODER
 
 
 @dataclass
@@ -51,7 +60,7 @@ class SkipTranscoderTrainingConfig(TranscoderTrainingConfig):
 
     @classmethod
     def inference_architecture(cls) -> str:
-        return "topk_skip_transcoder"
+        return TOPK_SKIP_TRANSCODER
 
 
 class TranscoderTrainer(SparseCoderTrainingSAE):
@@ -84,7 +93,7 @@ class TopKTranscoderConfig(TranscoderConfig):
 
     @classmethod
     def architecture(cls) -> str:
-        return "topk_transcoder"
+        return TOPK_TRANSCODER
 
 
 class TopKTranscoder(Transcoder):
@@ -108,7 +117,7 @@ class TopKSkipTranscoderConfig(SkipTranscoderConfig):
 
     @classmethod
     def architecture(cls) -> str:
-        return "topk_skip_transcoder"
+        return TOPK_SKIP_TRANSCODER
 
 
 class TopKSkipTranscoder(SkipTranscoder):

@@ -73,7 +73,7 @@ def app_env(monkeypatch, dictionary_dir, runs_dir):
 
 
 def open_page(page: str | None = None, **query):
-    """AppTest on ``page`` (e.g. ``"pages/patching.py"``) with URL query parameters, after one run."""
+    """AppTest on ``page`` (e.g. ``"views/patching.py"``) with URL query parameters, after one run."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)

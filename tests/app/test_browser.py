@@ -6,6 +6,7 @@ Screenshots go to the test's tmp dir and are copied to ``/tmp/screenshots`` for 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ PAGES = {
     "": "Model & prompt",  # the default page lives at the root URL
     "patching": "Patching",
     "circuit": "Circuit",
+    "feature-circuit": "Feature circuit",
     "heads": "Heads",
     "features": "Features",
     "training": "Training runs",
@@ -54,8 +57,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(dictionary_dir, runs_dir):
+@contextlib.contextmanager
+def run_server(dictionary_dir: Path, runs_dir: Path) -> Iterator[str]:
+    """A fresh ``streamlit run`` of the explorer on a free localhost port; yields its URL."""
     port = _free_port()
     env = {
         **os.environ,
@@ -84,12 +88,20 @@ def server(dictionary_dir, runs_dir):
     else:
         proc.kill()
         raise RuntimeError("streamlit did not become healthy within 120 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)  # the server and only its own children (own session)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and only its own children (own session)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def server(dictionary_dir, runs_dir):
+    with run_server(dictionary_dir, runs_dir) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +160,35 @@ def test_page_renders_without_errors_in_chromium(path, server, browser, tmp_path
         assert not outside, outside[:5]
     finally:
         page.close()
+
+
+# Deep links opened as the very first request of a freshly started server: before the fix, every one
+# (valid ones too) crashed with ``KeyError: st.session_state has no key "selection"`` because Streamlit
+# served a ``pages/`` file directly, without the router. Bad values render with a notice.
+DEEP_LINKS = [
+    ("patching?model=ck-tiny&method=atp", "Patching", None),
+    ("features?latent=999999", "Features", "latent=999999"),
+    ("circuit?k_heads=0", "Circuit", "k_heads=0"),
+]
+
+
+@pytest.mark.parametrize(("link", "title", "notice"), DEEP_LINKS)
+def test_deep_link_renders_on_a_fresh_server(link, title, notice, dictionary_dir, runs_dir, browser):
+    with run_server(dictionary_dir, runs_dir) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{url}/{link}", wait_until="domcontentloaded", timeout=60_000)
+            exceptions = page.locator('[data-testid="stException"]')
+            # The title, or the exception that replaced the page (fails at once instead of timing out).
+            page.locator("h1", has_text=title).or_(exceptions).first.wait_for(timeout=240_000)
+            assert exceptions.count() == 0, exceptions.first.inner_text()
+            _wait_until_done(page)
+            assert exceptions.count() == 0, exceptions.first.inner_text()
+            errors = page.locator('[data-testid="stAlertContentError"]')
+            assert errors.count() == 0, errors.first.inner_text()
+            assert page.get_by_text("KeyError").count() == 0
+            if notice is not None:
+                warning = page.locator('[data-testid="stAlertContentWarning"]', has_text=notice)
+                assert warning.count() >= 1
+        finally:
+            page.close()

@@ -11,12 +11,13 @@ import torch
 from tests.app.conftest import assert_clean, default_model_name, figures, open_page, selection
 
 PAGES = [
-    "pages/model_prompt.py",
-    "pages/patching.py",
-    "pages/circuit.py",
-    "pages/heads.py",
-    "pages/features.py",
-    "pages/training_runs.py",
+    "views/model_prompt.py",
+    "views/patching.py",
+    "views/circuit.py",
+    "views/feature_circuit.py",
+    "views/heads.py",
+    "views/features.py",
+    "views/training_runs.py",
 ]
 
 pytestmark = pytest.mark.slow
@@ -74,7 +75,7 @@ def test_patching_run_shows_the_library_scores_and_family_follows_the_url(app_mo
     from circuitkit.tasks import make_task
 
     # A view with no stored result: the Run button computes it with the library.
-    at = open_page("pages/patching.py", family="resid_pre", n=4)
+    at = open_page("views/patching.py", family="resid_pre", n=4)
     assert at.selectbox(key="family").value == "resid_pre"
     at.button(key="run_patching").click().run()
     assert_clean(at)
@@ -105,7 +106,7 @@ def test_stored_results_are_drawn_as_stored_with_their_correlation():
     }
     if any(v is None for v in stored.values()):
         pytest.skip("no precomputed ck-6l results (python -m app.precompute)")
-    at = open_page("pages/patching.py", model=model, task=task, method="atp", family="head", n=32)
+    at = open_page("views/patching.py", model=model, task=task, method="atp", family="head", n=32)
     assert_clean(at)
     heat = next(f for f in figures(at) if f.data[0].type == "heatmap")
     np.testing.assert_allclose(np.asarray(heat.data[0].z), stored["atp"].grid("head").numpy())
@@ -116,7 +117,7 @@ def test_stored_results_are_drawn_as_stored_with_their_correlation():
 
 
 def test_circuit_slider_sets_the_circuit_size(app_model):
-    at = open_page("pages/circuit.py", k_heads=5)
+    at = open_page("views/circuit.py", k_heads=5)
     assert_clean(at)
     graph = next(f for f in figures(at) if f.layout.title.text.startswith("Top 5"))
     drawn = [label for t in graph.data if t.customdata is not None for label, _ in t.customdata]
@@ -143,7 +144,7 @@ def test_feature_circuit_shows_the_library_scores_and_opens_a_latent(app_model, 
     from circuitkit.features import attribute_nodes
     from circuitkit.tasks import make_task
 
-    at = open_page("pages/circuit.py", fc_method="relp", fc_k=12)
+    at = open_page("views/feature_circuit.py", fc_method="relp", fc_k=12)
     assert_clean(at)
     at.multiselect(key="fc_dicts").set_value([str(dictionary_dir)]).run()
     at.button(key="fc_run").click().run()
@@ -184,7 +185,7 @@ def test_heads_page_shows_the_library_ranking(app_model):
     from circuitkit.tasks import make_task
 
     # Settings with nothing stored: the button runs the library on 8 prompts.
-    at = open_page("pages/heads.py", n_prompts=8, n_train=4, seed=1)
+    at = open_page("views/heads.py", n_prompts=8, n_train=4, seed=1)
     at.button[0].click().run()
     assert_clean(at)
     task = selection(at).task
@@ -198,9 +199,9 @@ def test_heads_page_shows_the_library_ranking(app_model):
 
 def test_features_dashboard_and_ablation_equal_the_library(app_model, dictionary_dir):
     from app import state
-    from circuitkit.viz import dashboard as dash
+    from circuitkit.features import dashboard as dash
 
-    at = open_page("pages/features.py", dictionary=str(dictionary_dir), n_seqs=64, latent=3)
+    at = open_page("views/features.py", dictionary=str(dictionary_dir), n_seqs=64, latent=3)
     assert_clean(at)
     assert at.number_input(key="latent").value == 3
     sae = state.dictionary(str(dictionary_dir), str(app_model.cfg.device))
@@ -227,7 +228,7 @@ def test_features_dashboard_and_ablation_equal_the_library(app_model, dictionary
 
 
 def test_training_runs_curves_equal_the_jsonl(runs_dir):
-    at = open_page("pages/training_runs.py")
+    at = open_page("views/training_runs.py")
     assert_clean(at)
     at.multiselect(key="runs").set_value(["ck-run-a", "ck-run-b"]).run()
     assert_clean(at)
@@ -237,3 +238,62 @@ def test_training_runs_curves_equal_the_jsonl(runs_dir):
     np.testing.assert_allclose(np.asarray(loss.y), want["loss"])
     summary = next(d.value for d in at.dataframe if "fvu" in d.value.columns)
     assert summary.set_index("run").loc["ck-run-a", "fvu"] == pytest.approx(want["fvu"].iloc[-1])
+
+
+def test_a_result_written_by_the_cli_shows_without_another_step(tmp_path, monkeypatch):
+    from circuitkit.cli import main
+    from circuitkit.results import list_results, load
+
+    out = tmp_path / "cli"
+    args = ["discover", "--model", "tiny", "--task", "ioi", "--method", "atp", "--families", "head"]
+    assert main([*args, "--n-prompts", "8", "--out", str(out), "--quiet"]) == 0
+    (stem,) = list_results(out)
+    stored = load(stem)
+    monkeypatch.setenv("CIRCUITKIT_RESULTS", str(out))
+    # The CLI was given the alias "tiny"; the app asks for "ck-tiny" and still finds it.
+    at = open_page("views/patching.py", model="ck-tiny", task="ioi", method="atp", family="head", n=8)
+    assert_clean(at)
+    heat = next(f for f in figures(at) if f.data[0].type == "heatmap")
+    np.testing.assert_allclose(np.asarray(heat.data[0].z), stored.grid("head").numpy())
+    # A GradDrop result of the same view is a different question: it does not stand in for AtP*.
+    assert main([*args[:-3], "atp*", "--families", "head", "--option", "grad_drop=true", "--n-prompts", "8",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    from app import data
+
+    assert data.find_result(model="ck-tiny", task="ioi", method="atp*", family="head", n_prompts=8) is None
+    found = data.find_result(
+        model="ck-tiny", task="ioi", method="atp*", family="head", n_prompts=8, options={"grad_drop": "true"}
+    )
+    assert found is not None and found.provenance.score_kind == "magnitude"
+    assert data.find_result(model="ck-tiny", task="ioi", method="atp", ablation="zero", n_prompts=8) is None
+
+
+@pytest.mark.parametrize(
+    ("page", "query", "notice"),
+    [
+        (None, {"k": 999}, "k=999"),
+        ("views/circuit.py", {"k_heads": 0}, "k_heads=0"),
+        (None, {"model": "nope"}, "model=nope"),
+        ("views/patching.py", {"n": 100000}, "n=100000"),
+        ("views/patching.py", {"method": "acdc", "family": "bogus"}, "method=acdc"),
+        ("views/features.py", {"latent": 999999}, "latent=999999"),
+        (None, {"example": "x"}, "example=x"),
+    ],
+)
+def test_bad_link_values_render_with_a_visible_notice(page, query, notice, dictionary_dir):
+    if page == "views/features.py":
+        query = {**query, "dictionary": str(dictionary_dir)}
+    at = open_page(page, **query)
+    assert_clean(at)
+    warnings = [w.value for w in at.warning]
+    assert any(notice in w and "instead" in w for w in warnings), warnings
+
+
+def test_typed_prompt_longer_than_the_context_is_refused_with_the_limit(app_model):
+    prompt = " the" * (app_model.cfg.n_ctx + 50)
+    at = open_page(source="typed", prompt=prompt)
+    assert not at.exception
+    assert any(f"reads at most {app_model.cfg.n_ctx}" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
+    assert not at.dataframe or "probability" not in at.dataframe[-1].value.columns

@@ -34,7 +34,9 @@ def test_discover_writes_a_loadable_table(tmp_path, capsys):
     assert rc == 0
     (stem,) = list_results(tmp_path)
     res = load(stem)
-    assert res.provenance.method == "relp" and res.provenance.extra["options"]["rules"] == "ln"
+    assert res.provenance.method == "relp" and res.provenance.options == {"rules": "ln"}
+    assert res.provenance.model == "ck-tiny" and res.provenance.split == "heldout"
+    assert res.provenance.baseline_target is not None and res.provenance.baseline_source is not None
     assert res.provenance.n_prompts == 4 and res.provenance.task == "ioi"
     assert set(res.families) == {"head", "mlp_out"}
     assert res.grid("head").shape == (4, 4)
@@ -63,12 +65,12 @@ def test_evaluate_writes_correlations_and_ground_truth(tmp_path):
         ]
     )
     assert rc == 0
-    corr, meta = load_frame(tmp_path / "tiny_ioi_correlation")
+    corr, meta = load_frame(tmp_path / "ck-tiny_ioi_correlation")
     assert set(corr["method"]) == {"atp", "ig:steps=2"} and meta["task"] == "ioi"
     assert corr["pearson"].between(-1, 1).all()
-    gt, _ = load_frame(tmp_path / "tiny_ioi_ground_truth")
+    gt, _ = load_frame(tmp_path / "ck-tiny_ioi_ground_truth")
     assert gt["roc_auc"].between(0, 1).all()
-    curve, _ = load_frame(tmp_path / "tiny_ioi_faithfulness")
+    curve, _ = load_frame(tmp_path / "ck-tiny_ioi_faithfulness")
     ends = curve[curve["method"] == "atp"].set_index("k")["faithfulness"]
     assert ends.loc[0] == 0.0 and ends.loc[16] == 1.0
 
@@ -88,4 +90,34 @@ def test_registry_accepts_new_methods():
     with pytest.raises(ValueError, match="unknown method"):
         get_method("acdc")
     assert parse_method("relp:rules=ln+identity") == ("relp", {"rules": "ln+identity"})
-    assert parse_method("atp*:grad_drop=true,qk_fix=false") == ("atp*", {"grad_drop": True, "qk_fix": False})
+    # Values stay strings; the method's schema types them.
+    assert parse_method("atp*:grad_drop=true,qk_fix=no") == ("atp*", {"grad_drop": "true", "qk_fix": "no"})
+    assert get_method("atp*").resolve_options({"grad_drop": "true", "qk_fix": "no"}) == {
+        "qk_fix": False,
+        "grad_drop": True,
+    }
+
+
+def test_registry_refuses_duplicates_and_checks_options_by_type():
+    from circuitkit.methods import Option, OptionError
+
+    @register(
+        "test-dup", "x", options=(Option("n", int, 1), Option("on", bool, False), Option("w", float, 0.5))
+    )
+    def _a(req):
+        raise AssertionError
+
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register("test-dup", "y")
+        def _b(req):
+            raise AssertionError
+
+    with pytest.raises(ValueError, match="declares option names twice"):
+        register("test-dup2", "z", options=(Option("n", int, 1), Option("n", int, 2)))
+    m = get_method("test-dup")
+    assert m.resolve_options({}) == {"n": 1, "on": False, "w": 0.5}
+    assert m.resolve_options({"n": "3", "on": "yes", "w": 2}) == {"n": 3, "on": True, "w": 2.0}
+    for bad in ({"n": True}, {"n": 1.5}, {"on": "maybe"}, {"on": 1}, {"w": "x"}, {"nn": 1}):
+        with pytest.raises(OptionError, match=r"'n'|'on'|'w'|nn"):
+            m.resolve_options(bad)

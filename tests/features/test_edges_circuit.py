@@ -14,16 +14,10 @@ from circuitkit.features import (
 )
 
 
-def test_edge_column_sums_to_the_downstream_node_estimate(tiny, ioi, dictionaries):
-    pair = {"sae1": dictionaries["sae1"], "sae2": dictionaries["sae2"]}
-    nodes = [0, 5, ERROR]
-    edges = attribute_edges(
-        tiny, ioi.clean_tokens, ioi.corrupted_tokens, ioi.metric, pair, "sae1", "sae2", nodes
-    )
-    assert edges.scores.shape == (pair["sae1"].cfg.d_sae + 1, 3)
-    d1, d2 = place(tiny, pair)
+def _oracle_edges(tiny, ioi, d1, d2, nodes, detach=()):
+    """d(sum_pos g * node)/d(x at d1's hook) . (x_clean - x_corrupt) on the plain model, autograd only;
+    ``detach``: hooks whose value passes no gradient (the direct-edge stop-gradients)."""
 
-    # oracle on the plain model: d(sum_pos g * node)/d(x at sae1's hook) . (x_clean - x_corrupt)
     def node_value(act2, g_f, g_err, node):
         f2 = d2.encode(act2)
         if node == ERROR:
@@ -36,34 +30,61 @@ def test_edge_column_sums_to_the_downstream_node_estimate(tiny, ioi, dictionarie
         grads[name] = torch.zeros_like(act, requires_grad=True)
         return act + grads[name]
 
-    with tiny.hooks(
-        fwd_hooks=[
-            (d1.hook_out, lambda a, hook: probe(a, hook, "x1")),
-            (d2.hook_out, lambda a, hook: probe(a, hook, "x2")),
-        ]
-    ):
-        cache = {}
+    cache = {}
 
-        def keep(act, hook):
-            cache["x2"] = act
-            return act
+    def keep(act, hook):
+        cache["x2"] = act
+        return act
 
-        with tiny.hooks(fwd_hooks=[(d2.hook_out, keep)]):
-            m = ioi.metric(tiny(ioi.corrupted_tokens))
+    fwd = [
+        (d1.hook_out, lambda a, hook: probe(a, hook, "x1")),
+        *((h, lambda a, hook: a.detach()) for h in detach),
+        (d2.hook_out, lambda a, hook: probe(a, hook, "x2")),
+        (d2.hook_out, keep),
+    ]
+    with tiny.hooks(fwd_hooks=fwd):
+        m = ioi.metric(tiny(ioi.corrupted_tokens))
     (g_x2,) = torch.autograd.grad(m, [grads["x2"]], retain_graph=True)
     g_f = g_x2 @ d2.sae.W_dec.T  # dm/d(latents of sae2), error held fixed
     with torch.no_grad():
         _, c = tiny.run_with_cache(ioi.clean_tokens, names_filter=d1.hook_out)
         _, k = tiny.run_with_cache(ioi.corrupted_tokens, names_filter=d1.hook_out)
         delta = c[d1.hook_out] - k[d1.hook_out]
-    for col, node in enumerate(nodes):
+    out = []
+    for node in nodes:
         value = node_value(cache["x2"], g_f, g_x2, node)
         (g1,) = torch.autograd.grad(value, [grads["x1"]], retain_graph=True)
-        expected = (g1 * delta).sum()
-        torch.testing.assert_close(edges.scores[:, col].sum(), expected, rtol=1e-3, atol=1e-5)
+        out.append((g1 * delta).sum())
+    return torch.stack(out)
+
+
+def test_edge_column_sums_to_the_downstream_node_estimate(tiny, ioi, dictionaries):
+    pair = {"sae1": dictionaries["sae1"], "sae2": dictionaries["sae2"]}
+    nodes = [0, 5, ERROR]
+    edges = attribute_edges(
+        tiny, ioi.clean_tokens, ioi.corrupted_tokens, ioi.metric, pair, "sae1", "sae2", nodes
+    )
+    assert edges.scores.shape == (pair["sae1"].cfg.d_sae + 1, 3)
+    d1, d2 = place(tiny, pair)
+    expected = _oracle_edges(tiny, ioi, d1, d2, nodes)
+    torch.testing.assert_close(edges.scores.sum(0), expected, rtol=1e-3, atol=1e-5)
     table = edges.table()
     assert {"source", "target", "score"} <= set(table.columns)
     assert table["score"].abs().is_monotonic_decreasing
+
+
+def test_edges_are_direct_across_an_intermediate_transcoder(tiny, ioi, dictionaries):
+    """Marks et al. 2024: a transcoder spliced between two SAEs stops the path through layer 1's MLP, so
+    the SAE -> SAE edge becomes the direct path only (the oracle detaches blocks.1.hook_mlp_out)."""
+    three = {k: dictionaries[k] for k in ("sae1", "tc1", "sae2")}
+    nodes = [0, 5, ERROR]
+    args = (tiny, ioi.clean_tokens, ioi.corrupted_tokens, ioi.metric)
+    direct = attribute_edges(*args, three, "sae1", "sae2", nodes).scores.sum(0)
+    total = attribute_edges(*args, {k: three[k] for k in ("sae1", "sae2")}, "sae1", "sae2", nodes)
+    d1, _, d2 = place(tiny, three)
+    expected = _oracle_edges(tiny, ioi, d1, d2, nodes, detach=["blocks.1.hook_mlp_out"])
+    torch.testing.assert_close(direct, expected, rtol=1e-3, atol=1e-5)
+    assert (direct - total.scores.sum(0)).abs().max() > 1e-3  # the MLP path was there and is gone
 
 
 def test_faithfulness_is_one_for_the_model_and_zero_for_the_empty_circuit(tiny, ioi, dictionaries):

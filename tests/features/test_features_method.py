@@ -44,7 +44,8 @@ def test_features_method_by_position_and_ig(tiny, ioi, dictionaries):
     n_pos = ioi.clean_tokens.shape[1]
     assert len(result.table) == n_pos * (subset["sae1"].cfg.d_sae + 1)
     assert result.table["pos"].notna().all()
-    assert result.provenance.extra["options"] == {"method": "ig", "ig_steps": 2, "rules": None}
+    o = result.provenance.options
+    assert (o["method"], o["ig_steps"], o["by_position"], o["dictionaries"]) == ("ig", 2, True, "sae1")
 
 
 def test_features_method_bad_requests(tiny, ioi, dictionaries):

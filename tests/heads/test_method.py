@@ -15,7 +15,9 @@ def test_heads_method_returns_a_head_table_with_provenance():
     n = model.cfg.n_layers * model.cfg.n_heads
     assert len(result.table) == n and set(result.table["family"]) == {"head"}
     assert sorted(result.table["rank"]) == list(range(1, n + 1))
-    assert result.provenance.method == "heads_node" and result.provenance.task == "ioi"
+    assert result.provenance.method == "heads" and result.provenance.options["variant"] == "node"
+    assert result.provenance.task == "ioi"
+    assert result.provenance.direction == "none" and result.provenance.task == "ioi"
     assert result.provenance.extra["config"]["codebook"]["n_steps"] == 100
     assert result.grid("head").shape == (model.cfg.n_layers, model.cfg.n_heads)
     with pytest.raises(ValueError, match="unknown option"):

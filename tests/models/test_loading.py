@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 import torch
 from transformer_lens import HookedTransformer
@@ -59,11 +62,14 @@ def test_pretrained_name_offline_fails_at_once(monkeypatch, tmp_path):
     import huggingface_hub.constants as hfc
 
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", True)
+    t0 = time.perf_counter()
     with pytest.raises(ModelLoadError) as err:
         load_model("gpt2")
+    assert time.perf_counter() - t0 < 5
     msg = str(err.value)
-    assert "not in the local cache" in msg and "cannot be reached" in msg
+    assert "repository 'gpt2'" in msg and "config.json" in msg and "weights" in msg
+    assert "missing from the local cache" in msg and "HF_HUB_OFFLINE is set" in msg
     assert "HF_HOME" in msg and "built-in" in msg
 
 
@@ -72,8 +78,68 @@ def test_pretrained_name_with_unreachable_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(loading_mod, "_hub_reachable", lambda *a, **k: False)
-    with pytest.raises(ModelLoadError, match="pythia-70m"):
+    with pytest.raises(ModelLoadError, match=r"pythia-70m.*'EleutherAI/pythia-70m'.*cannot be reached"):
         load_model("pythia-70m")
+
+
+@pytest.fixture(scope="module")
+def standin_home(tmp_path_factory):
+    """A one-layer GPT-2 stand-in in a Hugging Face cache folder (HF_HOME layout)."""
+    from circuitkit.models.standin import build_gpt2_standin
+
+    home = tmp_path_factory.mktemp("hf_home")
+    build_gpt2_standin(home, n_layers=1, d_model=32, n_heads=2)
+    return home
+
+
+def test_cached_model_loads_without_the_network(monkeypatch, standin_home):
+    """Weights in the cache, hub unreachable: loaded from the cache with no lookup of any host (the hub
+    client would otherwise retry every file for minutes before falling back to the cache)."""
+    import socket
+
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(standin_home / "hub"))
+    monkeypatch.setattr(hfc, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    lookups: list[str] = []
+
+    def no_network(host, *args, **kwargs):
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    model = load_model("gpt2", device="cpu")
+    assert lookups == []
+    assert hfc.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ  # restored after
+    assert (model.cfg.n_layers, model.cfg.d_model, model.cfg.n_ctx, model.cfg.d_vocab) == (1, 32, 1024, 50257)
+    assert model.to_str_tokens(" Ella", prepend_bos=False) == [" Ell", "a"]  # GPT-2's own BPE
+    assert model.to_tokens("Hello world")[0].tolist() == [50256, 15496, 995]
+
+
+def test_incomplete_cache_fails_naming_repository_and_files(monkeypatch, standin_home, tmp_path):
+    import shutil
+
+    import huggingface_hub.constants as hfc
+
+    home = tmp_path / "home"
+    shutil.copytree(standin_home, home)
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setattr(loading_mod, "_hub_reachable", lambda *a, **k: False)
+    snap = next((home / "hub" / "models--gpt2" / "snapshots").iterdir())
+    (snap / "model.safetensors").unlink()
+    with pytest.raises(ModelLoadError, match=r"repository 'gpt2' has weights .* missing .*HF_HOME"):
+        load_model("gpt2")
+    # weights there, tokenizer files gone: the offline load fails and says the snapshot is incomplete
+    shutil.copy(
+        next((standin_home / "hub" / "models--gpt2" / "snapshots").iterdir()) / "model.safetensors", snap
+    )
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        (snap / name).unlink()
+    with pytest.raises(
+        ModelLoadError, match=r"'gpt2'.*offline.*tokenizer has 1 tokens.*incomplete.*models--gpt2"
+    ):
+        load_model("gpt2")
 
 
 def test_missing_builtin_weights(monkeypatch, tmp_path):

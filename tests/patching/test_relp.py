@@ -130,3 +130,18 @@ def test_attention_only_model_takes_every_rule():
     assert torch.equal(ruled, plain)
     res = relevance_patching(model, clean, corrupted, metric, ["head", "attn_out"], rules="all")
     assert res.grids["head"].shape == (2, model.cfg.n_heads)
+
+
+def test_ln_rule_detaches_every_normalisation_scale():
+    """Post-norms (Gemma-2/3, OLMo-2) and q/k norms (Qwen3, Gemma-3) have hook_scales besides ln1 / ln2 /
+    ln_final; the LN-rule must hold every one constant."""
+
+    model = random_model(
+        normalization_type="RMS", use_normalization_before_and_after=True, use_qk_norm=True, d_mlp=32
+    )
+    scales = {name for name in model.hook_dict if name.endswith("hook_scale")}
+    assert {"blocks.0.ln1_post.hook_scale", "blocks.1.attn.k_norm.hook_scale"} <= scales
+    hooked = {name for name, _ in rule_hooks(model, RelPRules(ln=True, identity=False, half=False))}
+    assert hooked == scales
+    only_layer_1 = {name for name, _ in rule_hooks(model, RelPRules(identity=False, layers=(1,)))}
+    assert only_layer_1 == {s for s in scales if s.startswith("blocks.1.") or s == "ln_final.hook_scale"}

@@ -71,14 +71,80 @@ def test_feature_choice_at_most_m_tokens_per_latent():
     assert torch.bincount(code.rows, minlength=100).float().std() > 0  # tokens get variable counts
 
 
-def test_aux_zipf_loss_targets_under_used_latents():
-    sae = make("mutual_choice", k=4)
-    t = zipf_targets(64, 4, 1.0, torch.device("cpu"))
-    assert math.isclose(float(t.sum()), 4.0, rel_tol=1e-5) and (t[:-1] >= t[1:]).all()
-    # Half the latents never fire: they must be the under-used ones.
-    sae.density.copy_(torch.cat([torch.full((32,), 0.2), torch.zeros(32)]))
+def test_zipf_targets_sum_to_k_capped_at_one():
+    t = zipf_targets(64, 16, 1.0, torch.device("cpu"))  # uncapped, rank 1 would want density 3.4
+    assert math.isclose(float(t.sum()), 16.0, rel_tol=1e-5)
+    assert (t <= 1).all() and (t[:-1] >= t[1:]).all() and t[0] == 1.0
+    uncapped = t[t < 1]
+    ranks = torch.arange(1, 65)[t < 1].float()
+    torch.testing.assert_close(uncapped * ranks, torch.full_like(uncapped, float(uncapped[0] * ranks[0])))
+
+
+def test_aux_zipf_ties_flag_no_latent_when_usage_is_uniform():
+    """Feature Choice gives every latent the same usage: nobody is under-used (an argsort over ties would
+    flag an arbitrary tail of them, the same ones every step)."""
+    sae = make("feature_choice", k=4)
+    sae.density.fill_(4 / 64)
+    assert not sae.under_used().any()
+    sae.density.mul_(1 + 1e-6 * torch.randn(64))  # float noise of a running average: still nobody
+    assert not sae.under_used().any()
+    # Three latents below the rest: exactly those are flagged.
+    sae.density[[5, 17, 40]] = 0.01
+    assert sae.under_used().nonzero().squeeze(1).tolist() == [5, 17, 40]
+
+
+def test_aux_zipf_never_flags_the_densest_latents():
+    """Targets capped at 1 mean "as dense as possible"; a latent there is not under-used."""
+    sae = make("mutual_choice", k=16)
+    law = zipf_targets(64, 16, 1.0, torch.device("cpu"))
+    density = law * 0.999  # the densest two sit at 0.999 (< their capped target 1)
+    density[50:] = 0.0  # the tail never fires
+    sae.density.copy_(density[torch.randperm(64)])
     under = sae.under_used()
-    assert under[32:].all()
+    assert not under[sae.density > 0.5].any()
+    assert under[sae.density == 0].all()
+
+
+@pytest.mark.parametrize("name", ["topk", "mutual_choice", "abstopk"])
+def test_aux_candidates_exclude_the_main_code(name):
+    """A latent in every token's main code must get no gradient from the auxiliary loss."""
+    sae = make(name, k=4)
+    with torch.no_grad():
+        sae.b_enc[7] = 50.0  # latent 7 is selected for every token
+    x = torch.randn(64, 16)
+    code, _, pre = sae.sparse_encode(x)
+    assert (code.cols == 7).sum() == 64
+    out = sae.reconstruct(code, x)
+    aux = sae.aux_reconstruction_loss(torch.ones(64, dtype=torch.bool), pre, x, out, x, code)
+    (g,) = torch.autograd.grad(aux, sae.b_enc)
+    assert g[7] == 0 and (g != 0).sum() > 4
+
+
+def test_auxk_is_normalised_as_in_gao_et_al_code():
+    """aux = alpha * Var(target) * ||e_hat - e||^2 / ||e - mean(e)||^2: its ratio to the main loss is
+    alpha * NMSE_aux / FVU (the authors' normalized_mse), not the unnormalised alpha * ||e_hat - e||^2."""
+    sae = make("topk", k=4, aux_k=8)
+    x = torch.randn(128, 16) * 3
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[32:] = True
+    out = sae.sparse_training_step(StepInput(x, dead_neuron_mask=dead))
+    aux = out.losses["auxiliary_reconstruction_loss"]
+    # Oracle: dense recomputation of the AuxK reconstruction from the top-8 dead latents per token.
+    with torch.no_grad():
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        in_main = out.code.to_dense(64) != 0
+        scores = torch.where(dead & ~in_main, pre, -torch.inf)
+        idx = scores.topk(8, dim=-1).indices
+        acts = torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx).relu())
+        e = x - out.sae_out
+        e_hat = acts @ sae.W_dec
+        nmse = (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
+        var_x = (x - x.mean(0)).pow(2).sum(-1).mean()
+        fvu = out.losses["mse_loss"] / var_x
+    torch.testing.assert_close(aux.detach(), (1 / 32) * var_x * nmse, rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        aux.detach() / out.losses["mse_loss"].detach(), (1 / 32) * nmse / fvu, rtol=1e-4, atol=0
+    )
 
 
 def test_matryoshka_loss_includes_every_prefix_and_sums_them():

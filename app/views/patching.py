@@ -11,7 +11,7 @@ from circuitkit.components import DEFAULT_FAMILIES, FAMILIES
 from circuitkit.tasks.ground_truth import ground_truth
 from circuitkit.viz import layer_head_heatmap, layer_pos_heatmap, method_vs_patching_scatter
 
-sel: state.Selection = st.session_state["selection"]
+sel = state.current()
 st.title("Patching")
 st.caption(f"{sel.model} · task {sel.task}")
 
@@ -26,7 +26,7 @@ direction = c3.selectbox(
     "Direction", methods.DIRECTIONS, key=state.bind("direction", methods.DIRECTIONS, "denoising")
 )
 n_prompts = c4.number_input(
-    "Prompts", 4, 256, step=4, key=state.bind("n", None, methods.DEFAULT_PROMPTS, int)
+    "Prompts", 4, 256, step=4, key=state.bind("n", None, methods.DEFAULT_PROMPTS, int, lo=4, hi=256)
 )
 state.publish("method", "family", "direction", "n")
 
@@ -47,7 +47,7 @@ def get(method_key: str, *, compute: bool) -> object:
     with st.status(f"Running {METHODS[method_key]} on {family} ...", expanded=False) as status:
         try:
             result = methods.run(spec)
-        except (ValueError, RuntimeError, KeyError) as exc:
+        except ValueError as exc:  # a request the method refuses (family, prompts): said in the page
             status.update(label="failed", state="error")
             widgets.fail(f"{METHODS[method_key]} failed", exc, "Change the family or the number of prompts.")
             return None
@@ -81,8 +81,9 @@ model = state.model(sel.model)
 if dims == ("layer", "head"):
     try:
         truth = list(ground_truth(sel.model, sel.task).heads)
-    except KeyError:
+    except KeyError as exc:
         truth = []
+        st.caption(f"No ground-truth overlay: {exc}")
     fig = layer_head_heatmap(grid, title=title, colorbar_title="Δ metric", highlight=truth)
     st.caption("Boxes: the ground-truth circuit's heads." if truth else "")
 else:
@@ -109,10 +110,13 @@ if method != "activation" and reference is not None:
     a = result.family(family).set_index("component")["score"]
     b = reference.family(family).set_index("component")["score"]
     joined = pd.concat([a.rename("method"), b.rename("activation")], axis=1, join="inner").dropna()
-    r, rho = methods.correlation(joined["method"].to_numpy(), joined["activation"].to_numpy())
+    corr = methods.correlation(result, reference, family)
+    r = corr["pearson"]
     m1, m2 = st.columns(2)
     m1.metric("Pearson r", f"{r:.3f}")
-    m2.metric("Spearman ρ", f"{rho:.3f}")
+    m2.metric("Spearman ρ", f"{corr['spearman']:.3f}")
+    if prov.score_kind == "magnitude":
+        st.caption("Unsigned scores: compared with |activation-patching effect|.")
     widgets.figure(
         method_vs_patching_scatter(
             joined["method"], joined["activation"], list(joined.index), method_name=METHODS[method], r=r

@@ -13,7 +13,7 @@ from circuitkit.models.zoo import builtin_dir, resolve_builtin
 from circuitkit.predict import top_predictions
 from circuitkit.tasks import metrics
 
-sel: state.Selection = st.session_state["selection"]
+sel = state.current()
 st.title("Model & prompt")
 try:
     model = state.model(sel.model)
@@ -64,7 +64,9 @@ source = st.radio(
 data = state.task_data(sel.model, sel.task, 16)
 answer, wrong = "", ""
 if source == "task example":
-    idx = st.number_input("Example", 0, len(data) - 1, key=state.bind("example", None, 0, int))
+    idx = st.number_input(
+        "Example", 0, len(data) - 1, key=state.bind("example", None, 0, int, lo=0, hi=len(data) - 1)
+    )
     prompt = data.prompts[idx]
     answer = model.tokenizer.decode([int(data.answer_ids[idx])])
     wrong = model.tokenizer.decode([int(data.wrong_ids[idx])])
@@ -76,7 +78,7 @@ else:
         key=state.bind("prompt", None, "When Mary and John went to the store, John gave a drink to"),
     )
     state.publish("source", "prompt")
-k = st.slider("Top predictions", 1, 30, key=state.bind("k", None, 10, int))
+k = st.slider("Top predictions", 1, 30, key=state.bind("k", None, 10, int, lo=1, hi=30))
 state.publish("k")
 try:
     pred = top_predictions(model, prompt, k)
@@ -89,14 +91,11 @@ top.insert(0, "rank", range(1, len(top) + 1))
 widgets.table(top, "top_predictions")
 
 st.subheader("Metric for an answer pair")
-if sel.task == "greater_than" and source == "task example":
-    # The greater-than metric is over all 100 years, not a token pair.
+if source == "task example" and data.metric_name != "logit_diff":
+    # A task metric that is not a token pair (greater-than: over all 100 years): the task's own.
     with torch.no_grad():
-        logits = model(data.clean_tokens[idx : idx + 1])
-    value = float(
-        metrics.year_prob_diff(logits, data.extras["year_ids"], data.extras["yy"][idx : idx + 1])[0]
-    )
-    st.metric("P(year > YY) − P(year ≤ YY)", f"{value:.4f}")
+        value = float(data.per_prompt_metric(model(data.clean_tokens))[idx])
+    st.metric(f"{data.metric_name} (the task's metric)", f"{value:.4f}")
 else:
     a1, a2 = st.columns(2)
     answer = a1.text_input("Answer token", value=answer or " Mary", key=f"answer_{prompt}")
@@ -109,7 +108,7 @@ else:
         )
     else:
         with torch.no_grad():
-            logits = model(model.to_tokens(prompt))
+            logits = model(model.to_tokens(prompt, truncate=False))  # length checked above
         ld = float(
             metrics.logit_diff(
                 logits,

@@ -8,10 +8,10 @@ import streamlit as st
 import torch
 
 from app import state, widgets
+from circuitkit.features import dashboard as dash
 from circuitkit.viz import activation_histogram, density_histogram, top_examples, top_logits
-from circuitkit.viz import dashboard as dash
 
-sel: state.Selection = st.session_state["selection"]
+sel = state.current()
 st.title("Features")
 if sel.dictionary is None:
     st.info(
@@ -70,7 +70,10 @@ with st.expander("Search latents by token"):
 
 default_latent = int(torch.argmax(density))
 latent = st.number_input(
-    f"Latent (0–{d_sae - 1})", 0, d_sae - 1, key=state.bind("latent", None, default_latent, int)
+    f"Latent (0–{d_sae - 1})",
+    0,
+    d_sae - 1,
+    key=state.bind("latent", None, default_latent, int, lo=0, hi=d_sae - 1),
 )
 state.publish("n_seqs", "token", "latent")
 s = dash.summarize_latent(model, acts, tokens, int(latent))

@@ -19,7 +19,7 @@ if not found:
     st.stop()
 
 names = list(found)
-sel: state.Selection = st.session_state["selection"]
+sel = state.current()
 preferred = [n for n in names if sel.model in n] or names
 chosen = st.multiselect("Runs", names, default=preferred[:6], key="runs")
 if not chosen:

@@ -8,11 +8,12 @@ import streamlit as st
 import torch
 
 from app import data, state, widgets
+from circuitkit.evaluation.ground_truth import roc_points
 from circuitkit.heads import HeadIdConfig, identify_heads, score_ranking
 from circuitkit.tasks.ground_truth import ground_truth
-from circuitkit.viz import code_histograms, layer_head_heatmap, roc_curve, roc_points
+from circuitkit.viz import code_histograms, layer_head_heatmap, roc_curve
 
-sel: state.Selection = st.session_state["selection"]
+sel = state.current()
 st.title("Heads")
 st.caption(f"{sel.model} · task {sel.task} · discrete-SAE head identification (O'Neill & Bui 2024)")
 model = state.model(sel.model)
@@ -22,9 +23,13 @@ c1, c2, c3, c4 = st.columns(4)
 variant = c1.radio(
     "Variant", ["node", "edge"], horizontal=True, key=state.bind("variant", ["node", "edge"], "node")
 )
-n_prompts = c2.number_input("Prompts scored", 4, 256, step=4, key=state.bind("n_prompts", None, 64, int))
-n_train = c3.number_input("Training prompts", 2, 64, step=2, key=state.bind("n_train", None, 10, int))
-seed = c4.number_input("Seed", 0, 10_000, key=state.bind("seed", None, 0, int))
+n_prompts = c2.number_input(
+    "Prompts scored", 4, 256, step=4, key=state.bind("n_prompts", None, 64, int, lo=4, hi=256)
+)
+n_train = c3.number_input(
+    "Training prompts", 2, 64, step=2, key=state.bind("n_train", None, 10, int, lo=2, hi=64)
+)
+seed = c4.number_input("Seed", 0, 10_000, key=state.bind("seed", None, 0, int, lo=0, hi=10_000))
 state.publish("variant", "n_prompts", "n_train", "seed")
 
 
@@ -59,8 +64,9 @@ grid[torch.tensor(table["layer"].to_numpy()), torch.tensor(table["head"].to_nump
 )
 try:
     truth = ground_truth(sel.model, sel.task)
-except KeyError:
+except KeyError as exc:
     truth = None
+    st.caption(f"No ground truth to score against: {exc}")
 widgets.figure(
     layer_head_heatmap(
         grid.numpy(),
