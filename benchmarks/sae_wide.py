@@ -106,7 +106,8 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ)
             if proc.returncode != 0:
                 row[impl] = {"tok_s": float("nan"), "peak_gb": float("nan")}
-                print(f"  {impl} at {width} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+                errors = [line for line in proc.stderr.splitlines() if "Error" in line.split(":")[0]]
+                print(f"  {impl} at {width} failed: {(errors or ['?'])[-1][:160]}", flush=True)
                 continue
             row[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
         cells = " ".join(f"{row[i]['tok_s']:>22.0f} {row[i]['peak_gb']:>19.2f}" for i in impls)
