@@ -36,7 +36,43 @@ METHODS: list[tuple[str, str, dict]] = [
     ("ig (10 steps)", "ig", {"steps": 10}),
     ("heads (discrete SAE)", "heads", {}),
 ]
-MODELS = ("ck-planted-ioi", "ck-planted-gt")
+EDGE_METHODS: list[tuple[str, str, dict]] = [
+    ("edge-patching", "edge-patching", {}),
+    ("eap", "eap", {}),
+    ("eap-ig (5 steps)", "eap-ig", {"steps": 5}),
+]
+MODELS = ("ck-planted-gt",)
+
+
+def planted_edge_names(circuit) -> set[tuple[str, str]]:
+    """The card's planted edges as (sender, receiver node) names of circuitkit.edges' graph."""
+    comp = {n["name"]: n["label"] for n in circuit.details["nodes"]}
+    comp["tokens"], comp["logits"] = "embed", "logits"
+    return {(comp[a], comp[b]) for a, b in circuit.details["edges"]}
+
+
+def evaluate_edges(model, data, circuit, label: str, name: str, options: dict) -> dict:
+    """ROC AUC and precision / recall at k of |edge score| against the planted edges; a receiver's q, k
+    and v inputs are one node (the largest |score| of the three)."""
+    req = MethodRequest(model=model, data=data, options=dict(options))
+    t0 = time.perf_counter()
+    table = run_method(name, req).table
+    seconds = time.perf_counter() - t0
+    node = table["receiver"].str.split(".").str[0]
+    best = table.assign(node=node, abs=table["score"].abs()).groupby(["sender", "node"])["abs"].max()
+    planted = planted_edge_names(circuit)
+    labels = torch.tensor([(s, r) in planted for s, r in best.index])
+    scores = torch.tensor(best.to_numpy(), dtype=torch.float64)
+    r = score_ranking(scores, labels)
+    return {
+        "method": label,
+        "auc": r.roc_auc,
+        "k": r.k,
+        "precision": r.precision,
+        "recall": r.recall,
+        "n_edges": len(best),
+        "seconds": seconds,
+    }
 
 
 def evaluate(model, data, circuit, label: str, name: str, options: dict) -> dict:
@@ -111,6 +147,16 @@ def main() -> None:
                 f"  {label:28s} AUC {row['auc']:.3f} (heads {row['auc_heads']:.3f})  P@{row['k']} "
                 f"{row['precision']:.2f} R {row['recall']:.2f}  faithful {row['faithfulness']:.3f}  "
                 f"passes {row['passes']:.0f}  {row['seconds']:.2f} s",
+                flush=True,
+            )
+        for label, method, options in EDGE_METHODS:
+            if method not in available():
+                print(f"  {label:28s} not registered")
+                continue
+            e = evaluate_edges(model, data, circuit, label, method, options)
+            print(
+                f"  edges {label:22s} AUC {e['auc']:.3f}  P@{e['k']} {e['precision']:.2f} "
+                f"R {e['recall']:.2f}  ({e['n_edges']} sender -> node edges)  {e['seconds']:.2f} s",
                 flush=True,
             )
     print("\n| model | method | ROC AUC (heads+MLPs) | AUC heads | P@k | R@k | faithfulness@k | passes | s |")

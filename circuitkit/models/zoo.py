@@ -50,12 +50,16 @@ BUILTIN: dict[str, ZooConfig | PlantedConfig] = {
 }
 # Planted models (circuitkit.planted): Strict IIT puts a known many-part circuit in charge of one task.
 PLANTED: dict[str, PlantedConfig] = {
-    "ck-planted-gt": PlantedConfig(name="ck-planted-gt", task="greater_than", steps=300, warmup=50),
+    "ck-planted-gt": PlantedConfig(
+        name="ck-planted-gt", task="greater_than", steps=600, warmup=50, w_strict=2.0
+    ),
 }
 # Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable
 # with circuitkit.planted.build.build_planted(..., out_dir=...), not shipped, not in the zoo listing.
 PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
-    "ck-planted-ioi": PlantedConfig(name="ck-planted-ioi", task="ioi", init_from="ck-tiny", steps=500),
+    "ck-planted-ioi": PlantedConfig(
+        name="ck-planted-ioi", task="ioi", init_from="ck-tiny", steps=400, p_strict=0.08
+    ),
 }
 BUILTIN.update(PLANTED)
 ALIASES = {

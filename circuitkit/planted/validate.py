@@ -90,7 +90,9 @@ def interchange_accuracy(
 def node_effect(
     model: HookedTransformer, data: TaskDataset, node: Node, position: Int[Tensor, " batch"]
 ) -> dict[str, float]:
-    """The node's own effect at its position, as a share of the clean - corrupted gap, both directions."""
+    """The node's own effect at its position, normalised by the clean - corrupted gap: ``denoising``
+    (m_patched - m_corrupted) / gap, the share restored; ``noising`` (m_patched - m_clean) / gap, minus
+    the share removed."""
     dev = model.cfg.device
     clean, corrupted = data.clean_tokens.to(dev), data.corrupted_tokens.to(dev)
     with torch.no_grad():
