@@ -22,6 +22,7 @@ from transformer_lens import HookedTransformer
 from circuitkit import viz
 from circuitkit.components import head_label
 from circuitkit.evaluation import correlation_table, faithfulness, faithfulness_curve, score_against_circuit
+from circuitkit.evaluation.ground_truth import roc_points
 from circuitkit.heads import HeadIdConfig, identify_heads
 from circuitkit.heads.dictionary import CodebookConfig
 from circuitkit.methods import MethodRequest, run_method
@@ -297,7 +298,7 @@ def identify(
         "AtP |effect|": attribution.results["atp"].grid("head").abs(),
     }.items():
         s = score_against_circuit(scores, gt, use_abs=False)
-        curves[name] = (*viz.roc_points(scores.flatten().numpy(), truth.flatten().numpy()), s["roc_auc"])
+        curves[name] = (*roc_points(scores.flatten().numpy(), truth.flatten().numpy()), s["roc_auc"])
         rows.append({"method": name, **s})
     show(viz.roc_curve(curves, title="Heads ranked against the ground-truth circuit"), width=700)
     return ident, pd.DataFrame(rows).set_index("method")

@@ -28,6 +28,7 @@ PAGES = [
     ),
     st.Page("views/patching.py", title="Patching", url_path="patching"),
     st.Page("views/circuit.py", title="Circuit", url_path="circuit"),
+    st.Page("views/edge_circuit.py", title="Edge circuit", url_path="edge-circuit"),
     st.Page("views/feature_circuit.py", title="Feature circuit", url_path="feature-circuit"),
     st.Page("views/heads.py", title="Heads", url_path="heads"),
     st.Page("views/features.py", title="Features", url_path="features"),

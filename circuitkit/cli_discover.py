@@ -7,6 +7,17 @@
 ``evaluate`` writes the exact activation-patching table, each method's table, ``correlation`` (Pearson /
 Spearman per family with cost), and, where the model has a ground-truth circuit, ``ground_truth``
 (ROC AUC, precision / recall / F1 of the head scores) and ``faithfulness`` (curve vs circuit size).
+
+Edge methods (``eap``, ``eap-ig``, ``edge-patching``; :data:`circuitkit.edges.method.EDGE_METHODS`) are
+evaluated against exact edge patching instead, beside any node methods in the same call::
+
+    circuitkit evaluate --model tiny --task ioi --method eap --method eap-ig:steps=5 --out results/
+
+writes ``{model}_{task}_edge-patching`` (the reference; ``--method edge-patching:implementation=loop``
+chooses how it runs), each edge method's table, ``edge_correlation``, ``edge_faithfulness`` (top-k edges
+kept, every other edge patched to its corrupted value) and, where the model's card has ground-truth
+edges (planted circuits), ``edge_ground_truth`` (node-pair edges, see
+:func:`circuitkit.edges.evaluation.score_against_node_edges`).
 """
 
 from __future__ import annotations
@@ -117,6 +128,7 @@ def register(subparsers) -> None:
 def _checked_request(args: argparse.Namespace, specs: list[tuple[str, dict]]):
     """Validate everything (methods and options, device, output folder, memory) and then build the
     request: nothing expensive runs before the cheap checks pass."""
+    from circuitkit.edges.method import EDGE_METHODS
     from circuitkit.methods import MethodRequest, check_request, resolved_model_name
     from circuitkit.models import load_model
     from circuitkit.resources import check_device, check_fits, check_writable_folder
@@ -124,6 +136,12 @@ def _checked_request(args: argparse.Namespace, specs: list[tuple[str, dict]]):
 
     for name, options in specs:
         check_request(name, args.families, args.direction, args.ablation, options)
+        if name in EDGE_METHODS and args.ablation != "patch":
+            # Checked here too (the method checks when it runs) so a long node sweep cannot come first.
+            raise ValueError(
+                f"edge method {name!r} patches each edge with the other run's value; --ablation "
+                f"{args.ablation} does not apply (use --ablation patch)"
+            )
     check_device(args.device)
     check_writable_folder(args.out)
     model = load_model(args.model, device=args.device)
@@ -168,26 +186,18 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from circuitkit.evaluation.correlation import DEFAULT_METHODS, correlation_table, parse_method
-    from circuitkit.evaluation.faithfulness import faithfulness_curve
-    from circuitkit.evaluation.ground_truth import score_against_circuit
-    from circuitkit.results import save, save_frame
-    from circuitkit.tasks.ground_truth import ground_truth
+    from circuitkit.edges.method import EDGE_METHODS
+    from circuitkit.evaluation.correlation import DEFAULT_METHODS, parse_method
 
     methods = args.method or list(DEFAULT_METHODS)
-    req = _checked_request(args, [("activation", {})] + [parse_method(m) for m in methods])
-    if args.k is not None and "head" in args.families:
-        n_heads = req.model.cfg.n_layers * req.model.cfg.n_heads
-        if args.k > n_heads:
-            raise ValueError(f"--k {args.k} is more than the model's {n_heads} heads; use 1..{n_heads}")
-    table, exact, approx = correlation_table(req, methods)
+    parsed = [parse_method(m) for m in methods]
+    edge_specs = [m for m, (name, _) in zip(methods, parsed, strict=True) if name in EDGE_METHODS]
+    node_specs = [m for m in methods if m not in edge_specs]
+    exact_specs = [("activation", {})] if node_specs else []
+    if sum(name == "edge-patching" for name, _ in parsed) > 1:
+        raise ValueError("--method edge-patching given twice; it is the one exact edge reference")
+    req = _checked_request(args, exact_specs + parsed)
     base = _slug(f"{Path(req.name).name}_{args.task}")
-    out = Path(args.out)
-    save(exact, out, f"{base}_activation")
-    for spec, res in approx.items():
-        save(res, out, _slug(f"{base}_{spec.replace('*', 'star')}"))
     meta = {
         "model": req.name,
         "task": args.task,
@@ -197,6 +207,80 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "ablation": args.ablation,
         "seed": args.seed,
     }
+    if node_specs:
+        _evaluate_nodes(args, req, node_specs, base, meta)
+    if edge_specs:
+        _evaluate_edges(args, req, edge_specs, base, meta)
+    return 0
+
+
+def _evaluate_edges(args: argparse.Namespace, req, specs: list[str], base: str, meta: dict) -> None:
+    """Edge methods against exact edge patching (correlation, faithfulness), and against the card's
+    ground-truth edges where it has them (``--k``: circuit size for precision / recall)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from circuitkit.edges.evaluation import evaluate_edges, score_against_node_edges
+    from circuitkit.evaluation.correlation import parse_method
+    from circuitkit.methods import run_method
+    from circuitkit.results import save, save_frame
+
+    truth = _truth_edges(req.name, args.task)
+    parsed = [(spec, *parse_method(spec)) for spec in specs]
+    exact_options = next((opts for _, name, opts in parsed if name == "edge-patching"), {})
+    approx = [spec for spec, name, _ in parsed if name != "edge-patching"]
+    exact = run_method("edge-patching", dataclasses.replace(req, options=exact_options))
+    found = evaluate_edges(req, approx, exact=exact)
+    results: dict = {"edge-patching": exact, **found["results"]}  # type: ignore[dict-item]
+    out = Path(args.out)
+    for spec, res in results.items():
+        save(res, out, _slug(f"{base}_{spec}"))
+    corr: pd.DataFrame = found["correlation"]  # type: ignore[assignment]
+    save_frame(corr, meta, out, f"{base}_edge_correlation")
+    save_frame(found["faithfulness"], meta, out, f"{base}_edge_faithfulness")  # type: ignore[arg-type]
+    pd.set_option("display.width", 160)
+    if len(corr):
+        cols = ["method", "pearson", "spearman", "pearson_without_top", "passes", "seconds", "exact_seconds"]
+        print(corr[cols].to_string(index=False))
+    if truth is None:
+        print(f"no ground-truth edges for {req.name} / {args.task}; skipping the edge ROC table")
+        return
+    gt = pd.DataFrame(
+        [{"method": spec, **score_against_node_edges(res, truth, args.k)} for spec, res in results.items()]
+    )
+    save_frame(gt, {**meta, "edges": [list(e) for e in truth]}, out, f"{base}_edge_ground_truth")
+    print(gt.to_string(index=False))
+
+
+def _truth_edges(model_name: str, task: str) -> list[tuple[str, str]] | None:
+    """The ground-truth circuit's ``(sender, receiver)`` edges from the model's card, if it has them."""
+    from circuitkit.tasks.ground_truth import ground_truth
+
+    try:
+        return ground_truth(model_name, task).edge_pairs()
+    except KeyError:
+        return None
+
+
+def _evaluate_nodes(args: argparse.Namespace, req, methods: list[str], base: str, meta: dict) -> None:
+    import pandas as pd
+
+    from circuitkit.evaluation.correlation import correlation_table
+    from circuitkit.evaluation.faithfulness import faithfulness_curve
+    from circuitkit.evaluation.ground_truth import score_against_circuit
+    from circuitkit.results import save, save_frame
+    from circuitkit.tasks.ground_truth import ground_truth
+
+    if args.k is not None and "head" in args.families:
+        n_heads = req.model.cfg.n_layers * req.model.cfg.n_heads
+        if args.k > n_heads:
+            raise ValueError(f"--k {args.k} is more than the model's {n_heads} heads; use 1..{n_heads}")
+    table, exact, approx = correlation_table(req, methods)
+    out = Path(args.out)
+    save(exact, out, f"{base}_activation")
+    for spec, res in approx.items():
+        save(res, out, _slug(f"{base}_{spec.replace('*', 'star')}"))
     save_frame(table, meta, out, f"{base}_correlation")
     pd.set_option("display.width", 160)
     print(
@@ -206,12 +290,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
 
     if "head" not in args.families:
-        return 0
+        return
     try:
         circuit = ground_truth(req.name, args.task)
     except KeyError as exc:
         print(f"no ground-truth circuit for {req.name} / {args.task} ({exc}); skipping ROC and faithfulness")
-        return 0
+        return
     rows, curves = [], []
     d = req.data
     for spec, res in {"activation": exact, **approx}.items():
@@ -235,4 +319,3 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"{base}_faithfulness",
     )
     print(gt.to_string(index=False))
-    return 0

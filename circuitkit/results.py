@@ -197,9 +197,8 @@ def _json_default(obj: object) -> object:
 
 def load(path: str | Path) -> ResultTable:
     """Read a result from ``NAME.parquet`` / ``NAME.json`` (either path, or the stem)."""
-    path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".parquet", ".json") else path
-    pq, js = stem.with_suffix(".parquet"), stem.with_suffix(".json")
+    stem = _stem(path)
+    pq, js = stem.parent / f"{stem.name}.parquet", stem.parent / f"{stem.name}.json"
     for p in (pq, js):
         if not p.exists():
             raise FileNotFoundError(f"result file {p} is missing; a result is NAME.parquet plus NAME.json")
@@ -257,10 +256,17 @@ def save_frame(frame: pd.DataFrame, meta: dict, folder: str | Path, name: str) -
 
 def load_frame(path: str | Path) -> tuple[pd.DataFrame, dict]:
     """Read a summary table written by :func:`save_frame`: (frame, meta)."""
-    stem = Path(path).with_suffix("")
-    with open(stem.with_suffix(".json")) as f:
+    stem = _stem(path)
+    with open(stem.parent / f"{stem.name}.json") as f:
         meta = json.load(f)
-    return pd.read_parquet(stem.with_suffix(".parquet")), meta.get("meta", {})
+    return pd.read_parquet(stem.parent / f"{stem.name}.parquet"), meta.get("meta", {})
+
+
+def _stem(path: str | Path) -> Path:
+    """``NAME`` from ``NAME``, ``NAME.parquet`` or ``NAME.json``; names may hold dots (dictionary ids and
+    sae-lens SAE ids do: ``blocks.0.hook_resid_pre``), so only those two suffixes are cut."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".parquet", ".json") else path
 
 
 def _now() -> str:

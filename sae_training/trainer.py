@@ -134,8 +134,8 @@ def make_source(cfg: TrainConfig, model, info: DistInfo, device: torch.device):
         with_gradients=cfg.architecture == "gsae", text=cfg.text, text_column=cfg.text_column,
         context_size=cfg.context_size, model_batch_size=cfg.model_batch_size,
         buffer_tokens=cfg.buffer_tokens // info.world_size, batch_size=local_batch,
-        seed=cfg.seed + 7919 * info.rank, device=device, lean_forward=cfg.lean_forward,
-        total_rows=cfg.n_steps * local_batch,
+        seed=cfg.seed, device=device, lean_forward=cfg.lean_forward,
+        total_rows=cfg.n_steps * local_batch, rank=info.rank, world_size=info.world_size,
     )  # fmt: skip
 
 
@@ -218,6 +218,15 @@ def prepare_run_dir(
     existing = [name for name in RUN_FILES if (out_dir / name).exists()]
     if cfg.resume:
         if not ckpt_path.is_file():
+            others = sorted(p.name for p in ckpt_path.parent.glob("state*.pt"))
+            if others:
+                # state.pt is one process's, state_rank{r}.pt a DDP job's: the world size changed.
+                written_by = sum(name.startswith("state_rank") for name in others) or 1
+                raise ConfigError(
+                    f"--resume refused: {ckpt_path.parent} holds a checkpoint of {written_by} process(es) "
+                    f"({', '.join(others)}) and this run has {info.world_size} (world size); resume with "
+                    f"the same number of processes (torchrun --nproc_per_node {written_by})"
+                )
             raise ConfigError(f"--resume: no checkpoint at {ckpt_path}; start without --resume")
         resumed = load_checkpoint(ckpt_path)
         diff = config_diff(resumed["config"], asdict(cfg), RESUMABLE_FIELDS)
@@ -276,12 +285,14 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
     """
     cfg.validate()
     device = resolve_device(cfg.device)
+    # A process group the caller set up stays theirs: only one created here is destroyed at the end
+    # (re-creating a group in the same torchrun process is racy).
+    owns_group = not torch.distributed.is_initialized()
     info = init_distributed(device)
     if info.enabled and cfg.batch_size % info.world_size:
         raise ConfigError(f"batch_size {cfg.batch_size} must divide evenly among {info.world_size} processes")
     if device.type == "cuda" and info.enabled:
-        device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)  # NCCL binds each process's communicator to its current device
+        device = torch.device("cuda", info.local_rank)  # the GPU init_distributed bound
     if device.type == "cpu":
         keep_freed_memory()
 
@@ -329,6 +340,7 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
         "dictionary_id": dict_id, "circuitkit_architecture": cfg.architecture, "skips_bos": True,
     }  # fmt: skip
     sae = build_dictionary(cfg, d_in, d_out, metadata, device)
+    sae.dist_info = info  # batch-level selections and loss statistics over the global batch
     source = make_source(cfg, model, info, device)
     step_module = wrap(sae, info, device)
     # The fused kernel updates every parameter in one pass (about 5x faster than the per-tensor loop on
@@ -384,8 +396,11 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
                 init_x = all_gather_rows(batch.x, info)
                 if cfg.b_dec_init != "zeros":
                     sae.init_biases(init_x, all_gather_rows(init_target, info), cfg.b_dec_init)
-                # After b_pre is set (the fit centres on it); every rank sees the same gathered rows.
+                # After b_pre is set (the fit centres on it); every rank sees the same gathered rows, so
+                # the fit is local (no collectives inside the selection).
+                sae.dist_info = None
                 sae.fit_encoder_scale(init_x)
+                sae.dist_info = info
             dead = tokens_since_fired >= cfg.dead_tokens
             step_in = StepInput(batch.x, dead, step, target=batch.target, grad=batch.grad, seed=cfg.seed)
             sae.train()
@@ -437,7 +452,8 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
     if wandb_run is not None:
         wandb_run.finish()
     barrier(info)
-    shutdown(info)
+    if owns_group:
+        shutdown(info)
     return TrainResult(out_dir, dict_id, step, interrupted, last)
 
 

@@ -74,6 +74,32 @@ def score_against_edges(
     return out
 
 
+def node_edge_scores(result: EdgeScores | ResultTable, use_abs: bool = True) -> pd.Series:
+    """Edge scores collapsed to node pairs: ``(sender, receiver node)`` -> the largest ``|score|`` over the
+    receiver's inputs (a head's q, k and v), indexed by e.g. ``("L0H2", "L3H1")``, ``("MLP1", "logits")``.
+
+    For ground truths drawn between components rather than their inputs (planted circuits' edges).
+    """
+    g, s = edge_scores(result)
+    s = s.abs() if use_abs else s
+    rows = [(g.senders[i].name, g.receivers[j].node, float(s[i, j])) for i, j in g.mask.nonzero().tolist()]
+    df = pd.DataFrame(rows, columns=["sender", "receiver", "score"])
+    return df.groupby(["sender", "receiver"], sort=False)["score"].max()
+
+
+def score_against_node_edges(
+    result: EdgeScores | ResultTable, truth: Sequence[tuple[str, str]], k: int | None = None
+) -> dict[str, float]:
+    """ROC AUC and top-k precision / recall / F1 of node-pair edges (see :func:`node_edge_scores`)
+    against true ``(sender, receiver)`` node pairs (``"embed"`` or ``"tokens"`` for the input)."""
+    scores = node_edge_scores(result)
+    want = {("embed" if a == "tokens" else a, b) for a, b in truth}
+    if unknown := want - set(scores.index):
+        raise ValueError(f"true edges {sorted(unknown)[:5]} are not node pairs of this model's edge graph")
+    labels = torch.tensor([pair in want for pair in scores.index])
+    return asdict(score_ranking(torch.tensor(scores.to_numpy()), labels, k=k))
+
+
 def top_edges(
     result: EdgeScores | ResultTable, k: int, use_abs: bool = True
 ) -> Bool[Tensor, "n_senders n_receivers"]:

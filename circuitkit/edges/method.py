@@ -18,6 +18,10 @@ from circuitkit.methods import MethodRequest, register
 from circuitkit.patching.activation import Direction
 from circuitkit.results import ResultTable
 
+EDGE_METHODS = ("edge-patching", "eap", "eap-ig")
+"""The registered methods that score edges (rows of family ``edge``); ``edge-patching`` is their exact
+reference, as ``activation`` is the node methods'."""
+
 _Option = getattr(methods, "Option", None)  # declared option schemas (after the registry refactor)
 
 

@@ -36,6 +36,19 @@ class Circuit:
             out.setdefault(role, []).append(h)
         return out
 
+    def edge_pairs(self) -> list[tuple[str, str]] | None:
+        """The circuit's edges as ``(sender, receiver)`` component labels (``"L0H1"``, ``"MLP2"``,
+        ``"tokens"``, ``"logits"``), when the card stores them (planted circuits: ``edges`` between node
+        names, ``nodes`` naming each node's component); None otherwise."""
+        edges, nodes = self.details.get("edges"), self.details.get("nodes")
+        if not edges or not nodes:
+            return None
+        label = {"tokens": "tokens", "logits": "logits", **{n["name"]: n["label"] for n in nodes}}
+        unknown = sorted({x for e in edges for x in e} - set(label))
+        if unknown:
+            raise ValueError(f"circuit of {self.model!r} / {self.task!r}: edges name unknown nodes {unknown}")
+        return [(label[a], label[b]) for a, b in edges]
+
     def head_mask(self, n_layers: int, n_heads: int) -> torch.Tensor:
         """Boolean [n_layers, n_heads] membership grid (for ROC / precision-recall)."""
         mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)

@@ -40,6 +40,8 @@ class ShufflingBuffer:
         device: torch.device | str = "cpu",
         lean_forward: bool = True,
         total_rows: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.model, self.hook, self.target_hook, self.head_index = model, hook, target_hook, head_index
         self.with_gradients = with_gradients
@@ -47,12 +49,14 @@ class ShufflingBuffer:
         self.model_batch_size, self.capacity, self.batch_size = model_batch_size, buffer_tokens, batch_size
         self.seed, self.device = seed, torch.device(device)
         self.lean_forward = lean_forward
+        # Data-parallel shard: this process reads every world_size-th context of the shared stream.
+        self.rank, self.world_size = rank, world_size
         # Rows the trainer will read in all (None: unknown). Near the end the buffer then tops up only
         # with what is still to be served, instead of running the model on a half-buffer of tokens no
         # step will see (that was ~13 % of the LM work of a 400k-token run with a 65k-token buffer).
         self.total_rows, self.served = total_rows, 0
         self.contexts_consumed = 0
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed + 7919 * rank)
         self.data: dict[str, torch.Tensor] = {}
         self.pos = 0
         self._contexts = None
@@ -69,6 +73,8 @@ class ShufflingBuffer:
                 self.seed,
                 self.text_column,
                 skip_contexts=self.contexts_consumed,
+                rank=self.rank,
+                world_size=self.world_size,
             )
         return self._contexts
 

@@ -161,9 +161,16 @@ def context_batches(
     seed: int = 0,
     column: str = "text",
     skip_contexts: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[Int[Tensor, "batch context_size"]]:
-    """Batches of contexts, starting after ``skip_contexts`` (a resumed run's data position)."""
+    """Batches of contexts, starting after ``skip_contexts`` (a resumed run's data position, counted in
+    this shard). With ``world_size`` > 1 the stream is sharded: process ``rank`` reads contexts
+    rank, rank + world_size, ... of the one stream every process builds from the same seed, so no two
+    processes read the same context and together they read what one process would."""
     stream = token_contexts(tokenizer, source, context_size, split, seed, column)
+    if world_size > 1:
+        stream = islice(stream, rank, None, world_size)
     if skip_contexts:
         next(islice(stream, skip_contexts - 1, skip_contexts), None)
     while True:

@@ -35,6 +35,7 @@ from sae_training.architectures.sparse_ops import (
     per_token_topk,
     sparse_decode,
 )
+from sae_training.distributed import DistInfo, global_batch_variance
 
 
 @dataclass
@@ -124,6 +125,9 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
 
     cfg: SparseCoderTrainingConfig
     b_enc: nn.Parameter
+
+    dist_info: DistInfo | None = None
+    """Set by the trainer under DDP: batch statistics (and batch-level selections) span all processes."""
 
     dense_aux_max_ratio: float = 4.0
     """AuxK takes the dense-on-candidates path while candidates <= this many times ``k_aux``."""
@@ -272,9 +276,9 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
             )
             e_hat = sparse_decode(SparseCode(rows, cols, self.nonlinearity(values), x.shape[0]), self.W_dec)
         residual = (target - out).detach()
-        with torch.no_grad():
-            residual_var = (residual - residual.mean(0)).pow(2).sum(-1).mean()
-            target_var = (target - target.mean(0)).pow(2).sum(-1).mean()
+        with torch.no_grad():  # over the global batch under DDP, so every process scales alike
+            residual_var = global_batch_variance(residual, self.dist_info)
+            target_var = global_batch_variance(target, self.dist_info)
         if residual_var <= 0:
             return out.new_zeros(())
         nmse = (e_hat - residual).pow(2).sum(-1).mean() / residual_var

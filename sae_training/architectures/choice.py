@@ -38,6 +38,7 @@ from sae_training.architectures.base import (
     StepInput,
 )
 from sae_training.architectures.sparse_ops import SparseCode, sort_by_row
+from sae_training.distributed import all_gather_rows, all_reduce_sum
 
 
 @dataclass
@@ -144,7 +145,8 @@ class _ChoiceTrainer(SparseCoderTrainingSAE):
         # Real usage: a selected entry whose activation is 0 (non-positive pre-activation, then ReLU) did
         # not fire; counting it would make every Feature Choice latent look equally used.
         active = code.cols[code.acts.detach() != 0]
-        fired = torch.bincount(active, minlength=self.cfg.d_sae).to(self.dtype) / code.n_tokens
+        counts = torch.bincount(active, minlength=self.cfg.d_sae).to(self.dtype)
+        fired = self._global_sum(counts) / self.n_global(code.n_tokens)
         d = self.cfg.density_decay if self.n_updates > 0 else 0.0
         self.density.mul_(d).add_((1 - d) * fired)
         batch_threshold = self.batch_threshold(code, pre)
@@ -153,7 +155,20 @@ class _ChoiceTrainer(SparseCoderTrainingSAE):
         self.n_updates += 1
 
     def batch_threshold(self, code: SparseCode, pre: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Per latent, the smallest pre-activation the batch selection admitted (set by ``select``,
+        global under DDP), floored at 0 since ReLU follows."""
+        return self._cutoff.clamp_min(0).expand(self.cfg.d_sae).clone()
+
+    # ---- DDP: the selections are over the global batch (Ayonrinde 2024 select per batch) --------------
+    def _distributed(self) -> bool:
+        return self.dist_info is not None and self.dist_info.enabled
+
+    def n_global(self, n_local: int) -> int:
+        """Tokens in the global batch (equal shares per process)."""
+        return n_local * (self.dist_info.world_size if self._distributed() else 1)  # type: ignore[union-attr]
+
+    def _global_sum(self, t: Tensor) -> Tensor:
+        return all_reduce_sum(t, self.dist_info) if self._distributed() else t  # type: ignore[arg-type]
 
     def inference_state_keys(self) -> list[str]:
         return [*super().inference_state_keys(), "threshold"]
@@ -167,13 +182,19 @@ class MutualChoiceTrainer(_ChoiceTrainer):
 
     def select(self, pre: Tensor, step: StepInput | None) -> tuple[Tensor, Tensor]:
         n, d_sae = pre.shape
-        flat = torch.topk(pre.reshape(-1), min(self.cfg.k * n, n * d_sae), sorted=False).indices
-        return sort_by_row(flat // d_sae, flat % d_sae)
-
-    def batch_threshold(self, code: SparseCode, pre: Tensor) -> Tensor:
-        # One threshold for all latents: the smallest selected pre-activation (never below 0: ReLU follows).
-        chosen = pre[code.rows, code.cols]
-        return chosen.min().clamp_min(0).expand(self.cfg.d_sae)
+        budget = min(self.cfg.k * self.n_global(n), self.n_global(n) * d_sae)
+        with torch.no_grad():
+            if not self._distributed():
+                values, flat = torch.topk(pre.reshape(-1), budget, sorted=False)
+                self._cutoff = values.min()
+                return sort_by_row(flat // d_sae, flat % d_sae)
+            # The global top-`budget` is within the union of every process's local top-`budget`: gather
+            # those values, take the global cut-off, keep the local entries at or above it.
+            local = torch.topk(pre.reshape(-1), min(budget, n * d_sae), sorted=False).values
+            gathered = all_gather_rows(local, self.dist_info)  # type: ignore[arg-type]
+            self._cutoff = torch.topk(gathered, budget, sorted=False).values.min()
+            rows, cols = (pre >= self._cutoff).nonzero(as_tuple=True)
+            return rows, cols
 
 
 class FeatureChoiceTrainer(_ChoiceTrainer):
@@ -183,17 +204,23 @@ class FeatureChoiceTrainer(_ChoiceTrainer):
         super().__init__(cfg, use_error_term)
 
     def capacity(self, n_tokens: int) -> int:
-        """m: tokens each latent may take, so that the total is about k * n_tokens."""
+        """m: tokens each latent may take, so that the total is about k * n_tokens (global batch)."""
         return max(1, min(n_tokens, math.ceil(self.cfg.k * n_tokens / self.cfg.d_sae)))
 
     def select(self, pre: Tensor, step: StepInput | None) -> tuple[Tensor, Tensor]:
         n, d_sae = pre.shape
-        m = self.capacity(n)
-        rows = torch.topk(pre.T, m, dim=-1, sorted=False).indices.reshape(-1)
-        cols = torch.arange(d_sae, device=pre.device).repeat_interleave(m)
-        return sort_by_row(rows, cols)
-
-    def batch_threshold(self, code: SparseCode, pre: Tensor) -> Tensor:
-        # Per latent: the m-th largest pre-activation in the batch (its selection cut-off).
-        m = self.capacity(code.n_tokens)
-        return torch.topk(pre.T, m, dim=-1).values[:, -1].clamp_min(0)
+        m = self.capacity(self.n_global(n))
+        with torch.no_grad():
+            values, idx = torch.topk(pre.T, min(m, n), dim=-1, sorted=False)
+            if not self._distributed():
+                self._cutoff = values.min(-1).values
+                rows = idx.reshape(-1)
+                cols = torch.arange(d_sae, device=pre.device).repeat_interleave(min(m, n))
+                return sort_by_row(rows, cols)
+            # Per latent, its global top-m tokens: gather each process's local top-m values, take the
+            # m-th largest of the union as the latent's cut-off, keep local entries at or above it.
+            gathered = all_gather_rows(values.contiguous(), self.dist_info)  # type: ignore[arg-type]
+            per_latent = gathered.reshape(-1, d_sae, values.shape[1]).permute(1, 0, 2).reshape(d_sae, -1)
+            self._cutoff = torch.topk(per_latent, m, dim=-1, sorted=False).values.min(-1).values
+            rows, cols = (pre >= self._cutoff).nonzero(as_tuple=True)
+            return rows, cols

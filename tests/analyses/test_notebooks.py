@@ -46,7 +46,8 @@ def test_notebook_executes_in_fast_mode(name, model, tmp_path):
     text = _outputs_text(nb)
     # The in-cell assertions ran and printed what they checked (a skipped cell would not print).
     assert text.count("ok: ") >= 5, text[-2000:]
-    assert "skipped" not in text and "not met" not in text  # the built-in models solve both tasks
+    # the built-in models solve both tasks: no competence check is skipped
+    assert "does not solve the task" not in text and "not met: " not in text
     assert "faithfulness of the found circuit" in text
     if model == "default":  # ck-6l ships transcoders: step 6 ran on them and its own check held
         assert "ok: latents + error node = AtP" in text, text[-2000:]

@@ -162,9 +162,10 @@ def test_page_renders_without_errors_in_chromium(path, server, browser, tmp_path
         page.close()
 
 
-# Deep links opened as the very first request of a freshly started server: before the fix, every one
-# (valid ones too) crashed with ``KeyError: st.session_state has no key "selection"`` because Streamlit
-# served a ``pages/`` file directly, without the router. Bad values render with a notice.
+# Deep links on a server that has never served ``/``: the first is the very first request of a freshly
+# started server. Before the fix every one (valid ones too) crashed with ``KeyError: st.session_state
+# has no key "selection"`` because Streamlit served a ``pages/`` file directly, without the router, until
+# someone opened ``/``. Bad values render with a notice.
 DEEP_LINKS = [
     ("patching?model=ck-tiny&method=atp", "Patching", None),
     ("features?latent=999999", "Features", "latent=999999"),
@@ -172,23 +173,30 @@ DEEP_LINKS = [
 ]
 
 
-@pytest.mark.parametrize(("link", "title", "notice"), DEEP_LINKS)
-def test_deep_link_renders_on_a_fresh_server(link, title, notice, dictionary_dir, runs_dir, browser):
+@pytest.fixture(scope="module")
+def fresh_server(dictionary_dir, runs_dir):
+    """A second server, only ever sent deep links (never ``/``)."""
     with run_server(dictionary_dir, runs_dir) as url:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(f"{url}/{link}", wait_until="domcontentloaded", timeout=60_000)
-            exceptions = page.locator('[data-testid="stException"]')
-            # The title, or the exception that replaced the page (fails at once instead of timing out).
-            page.locator("h1", has_text=title).or_(exceptions).first.wait_for(timeout=240_000)
-            assert exceptions.count() == 0, exceptions.first.inner_text()
-            _wait_until_done(page)
-            assert exceptions.count() == 0, exceptions.first.inner_text()
-            errors = page.locator('[data-testid="stAlertContentError"]')
-            assert errors.count() == 0, errors.first.inner_text()
-            assert page.get_by_text("KeyError").count() == 0
-            if notice is not None:
-                warning = page.locator('[data-testid="stAlertContentWarning"]', has_text=notice)
-                assert warning.count() >= 1
-        finally:
-            page.close()
+        yield url
+
+
+@pytest.mark.parametrize(("link", "title", "notice"), DEEP_LINKS)
+def test_deep_link_renders_on_a_fresh_server(link, title, notice, fresh_server, browser):
+    url = fresh_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/{link}", wait_until="domcontentloaded", timeout=60_000)
+        exceptions = page.locator('[data-testid="stException"]')
+        # The title, or the exception that replaced the page (fails at once instead of timing out).
+        page.locator("h1", has_text=title).or_(exceptions).first.wait_for(timeout=240_000)
+        assert exceptions.count() == 0, exceptions.first.inner_text()
+        _wait_until_done(page)
+        assert exceptions.count() == 0, exceptions.first.inner_text()
+        errors = page.locator('[data-testid="stAlertContentError"]')
+        assert errors.count() == 0, errors.first.inner_text()
+        assert page.get_by_text("KeyError").count() == 0
+        if notice is not None:
+            warning = page.locator('[data-testid="stAlertContentWarning"]', has_text=notice)
+            assert warning.count() >= 1
+    finally:
+        page.close()

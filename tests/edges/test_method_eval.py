@@ -128,3 +128,19 @@ def test_notebook_step(tiny, tiny_ioi):
     assert len(step.top) == 5 and step.top["score"].abs().is_monotonic_decreasing
     clicks = next(t for t in step.figures["edges: edge-patching"].data if t.name == "edges").customdata
     assert [(s, r) for s, r, _ in clicks] == list(zip(step.top["sender"], step.top["receiver"], strict=True))
+
+
+def test_node_pair_ground_truth(exact):
+    from circuitkit.edges.evaluation import node_edge_scores, score_against_node_edges
+
+    pairs = node_edge_scores(exact)
+    g = exact.graph
+    s = g.sender_index["L0H3"]
+    assert pairs[("L0H3", "L2H1")] == max(
+        abs(float(exact.scores[s, g.receiver_index[f"L2H1.{x}"]])) for x in "qkv"
+    )
+    best = list(pairs.sort_values(ascending=False).index[:3])
+    res = score_against_node_edges(exact, [("tokens" if a == "embed" else a, b) for a, b in best])
+    assert res["roc_auc"] == pytest.approx(1.0) and res["precision"] == 1.0
+    with pytest.raises(ValueError, match="not node pairs"):
+        score_against_node_edges(exact, [("L3H0", "L1H0")])

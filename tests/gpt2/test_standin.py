@@ -39,8 +39,12 @@ METHODS = [
     ("relp", ["rules=ln+identity"]),
     ("ig", ["steps=2"]),
     ("heads", ["steps=20"]),
+    ("eap", []),
+    ("eap-ig", ["steps=2"]),
+    ("edge-patching", []),
     ("features", [f"dictionaries={RELEASE_SPEC}"]),
 ]
+NODE_METHODS = ("activation", "atp", "atp*", "relp", "ig")
 
 
 def test_discover_every_method_by_name(gpt2_home, use_hf_home, tmp_path):
@@ -63,7 +67,9 @@ def test_discover_every_method_by_name(gpt2_home, use_hf_home, tmp_path):
         if method == "features":  # the sae-lens release's latents, by their spec
             assert set(res.table["dictionary"]) == {RELEASE_SPEC}
             assert (res.table["family"] == "latent").sum() == 128
-        elif method != "heads":
+        elif method in ("eap", "eap-ig", "edge-patching"):  # one row per sender -> receiver edge
+            assert set(res.table["family"]) == {"edge"} and res.table["receiver"].iloc[-1] == "logits"
+        elif method in NODE_METHODS:
             assert res.grid("head").shape == (2, 4)
 
 

@@ -53,8 +53,12 @@ def test_abstopk_keeps_negative_activations_with_their_sign():
 def test_mutual_choice_total_budget_fixed_per_token_counts_vary():
     sae = make("mutual_choice", k=4)
     x = torch.randn(128, 16) * torch.linspace(0.1, 3, 128)[:, None]  # tokens of very different norms
-    code, _, _ = sae.sparse_encode(x)
+    code, _, pre = sae.sparse_encode(x)
     assert code.cols.numel() == 4 * 128
+    # The selection is the global top-(k*B): every chosen pre-activation beats every one left out.
+    chosen = torch.zeros_like(pre, dtype=torch.bool)
+    chosen[code.rows, code.cols] = True
+    assert pre[chosen].min() >= pre[~chosen].max()
     counts = torch.bincount(code.rows, minlength=128)
     assert counts.float().std() > 1.0
     assert counts.min() < 4 < counts.max()
@@ -218,9 +222,16 @@ def test_decoder_rows_stay_unit_norm_after_a_step(name):
     sae.remove_parallel_decoder_grad()
     parallel = (sae.W_dec.grad * sae.W_dec).sum(-1)
     assert parallel.abs().max() < 1e-5
+    # After Adam (whose per-element scaling undoes the projection's exactness) rows drift off unit norm;
+    # normalize_decoder brings every row back to norm 1 without turning it.
     opt.step()
+    before = sae.W_dec.detach().clone()
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(64, 1) * 10 + 0.1)  # and from arbitrary norms too
     sae.normalize_decoder()
     assert torch.allclose(sae.W_dec.norm(dim=-1), torch.ones(64), atol=1e-5)
+    cosine = torch.nn.functional.cosine_similarity(sae.W_dec.detach(), before, dim=-1)
+    assert torch.allclose(cosine, torch.ones(64), atol=1e-5)
 
 
 def test_attention_head_attribution_through_W_O():

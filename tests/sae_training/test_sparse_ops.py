@@ -73,12 +73,16 @@ def dense_reference_step(sae, x, dead):
     mse = (out - x).pow(2).sum(-1).mean()
     n_dead = int(dead.sum())
     k_aux = min(sae.k_aux, n_dead)
-    scores = (pre.abs() if signed else pre).detach().masked_fill(~dead, -torch.inf)
+    # Candidates: dead latents outside the token's main code.
+    scores = (pre.abs() if signed else pre).detach().masked_fill(~dead | keep, -torch.inf)
+    top = scores.topk(k_aux, dim=-1)
     aux_keep = torch.zeros_like(pre, dtype=torch.bool)
-    aux_keep.scatter_(1, scores.topk(k_aux, dim=-1).indices, True)
+    aux_keep.scatter_(1, top.indices, top.values > -torch.inf)
     e_hat = ((pre if signed else pre.relu()) * aux_keep) @ sae.W_dec
-    aux = (e_hat - (x - out).detach()).pow(2).sum(-1).mean()
-    return mse + sae.cfg.aux_coefficient * min(n_dead / sae.k_aux, 1.0) * aux
+    residual = (x - out).detach()
+    # Gao et al.'s normalized MSE, scaled by the target's variance (our main loss is unnormalised).
+    nmse = (e_hat - residual).pow(2).sum(-1).mean() / (residual - residual.mean(0)).pow(2).sum(-1).mean()
+    return mse + sae.cfg.aux_coefficient * (x - x.mean(0)).pow(2).sum(-1).mean() * nmse
 
 
 @pytest.mark.parametrize(
@@ -106,3 +110,41 @@ def test_training_step_matches_dense_reference(name, n_dead, dense_aux_max_ratio
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
     for (pname, _), got, want in zip(sae.named_parameters(), grads, ref_grads, strict=True):
         assert torch.allclose(got, want, rtol=1e-9, atol=1e-10), pname
+
+
+@pytest.mark.parametrize("d_sae", [2**15, 2**15 + 1, 65536, 131072])
+def test_group_by_latent_holds_every_latent_id_at_wide_widths(d_sae):
+    """Latent ids are sorted in int16 / int32 for speed: the largest id of each width survives it."""
+    from sae_training.architectures.sparse_ops import group_by_latent
+
+    cols = torch.tensor([d_sae - 1, 0, d_sae // 2, d_sae - 1, 1, d_sae - 2])
+    order, offsets = group_by_latent(cols, d_sae)
+    assert cols[order].tolist() == sorted(cols.tolist())
+    assert offsets.shape == (d_sae,) and offsets[-1] == 4 and offsets[d_sae // 2] == 2
+
+
+def test_131k_wide_topk_step_matches_dense_autograd():
+    """A 131,072-latent TopK step (few tokens, narrow input, so it is cheap): loss and every gradient
+    equal a dense autograd computation of the same function (no index overflow on the sparse path)."""
+    from sae_training.architectures import ARCHITECTURES, StepInput
+
+    trainer, config = ARCHITECTURES["topk"]
+    d_sae, d_in, n, k = 131072, 8, 24, 4
+    sae = trainer(config(d_in=d_in, d_sae=d_sae, k=k))
+    with torch.no_grad():
+        sae.b_enc.copy_(torch.randn(d_sae) * 0.1)
+    x = torch.randn(n, d_in)
+    out = sae.sparse_training_step(StepInput(x))
+    grads = torch.autograd.grad(out.losses["mse_loss"], [sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec])
+    assert int(out.code.cols.max()) > 2**16  # latents past the int16 range were selected
+    W_enc, b_enc, W_dec, b_dec = (
+        p.detach().clone().requires_grad_() for p in (sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec)
+    )
+    pre = (x - b_dec) @ W_enc + b_enc
+    idx = pre.topk(k, dim=-1).indices
+    acts = torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx).relu())
+    mse = ((acts @ W_dec + b_dec) - x).pow(2).sum(-1).mean()
+    dense = torch.autograd.grad(mse, [W_enc, b_enc, W_dec, b_dec])
+    torch.testing.assert_close(out.losses["mse_loss"], mse, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, dense, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

@@ -63,6 +63,8 @@ def test_short_training_lowers_fvu_and_loads_in_sae_lens(arch, cache_dir, tiny, 
     x = src.next_batch().x
     weights = load_file(result.out_dir / "sae_weights.safetensors")
     W_enc, b_enc, W_dec, b_dec = (weights[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    # The trainer kept decoder rows at unit norm through 40 Adam steps (Gao et al. 2024, section 2.4).
+    torch.testing.assert_close(W_dec.norm(dim=-1), torch.ones(W_dec.shape[0]), atol=1e-5, rtol=0)
     x_c = x - b_dec if sae.cfg.apply_b_dec_to_input else x
     pre = x_c @ W_enc + b_enc
     if arch in ("mutual_choice", "feature_choice"):
