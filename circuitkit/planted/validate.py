@@ -229,9 +229,8 @@ def _out_hook(c: Component) -> str:
 
 
 def _in_hooks(c: Component | str) -> list[str]:
-    if c == "logits":
+    if isinstance(c, str):  # "logits"
         return ["ln_final.hook_normalized"]
-    assert not isinstance(c, str)
     layer, head = c
     if head is None:
         return [f"blocks.{layer}.ln2.hook_normalized"]
@@ -240,9 +239,8 @@ def _in_hooks(c: Component | str) -> list[str]:
 
 def _precedes(s: Component, r: Component | str) -> bool:
     """Whether the sender's output reaches the receiver's input (a layer's heads feed its MLP)."""
-    if r == "logits":
+    if isinstance(r, str):  # "logits"
         return True
-    assert not isinstance(r, str)
     r_layer, r_head = r
     return s[0] < r_layer or (s[0] == r_layer and r_head is None and s[1] is not None)
 
