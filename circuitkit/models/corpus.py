@@ -7,12 +7,13 @@ split, so evaluations on the held-out split measure generalisation.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from circuitkit.tasks import greater_than, ioi, vocab
+from circuitkit.tasks import vocab
 
 DEFAULT_TEXT_DIRS = (
     "/usr/share/doc/python3.11/html/_sources",
@@ -117,13 +118,19 @@ def filler_sentence(rng: random.Random) -> str:
 
 
 def task_sentences(rng: random.Random, mix: dict[str, float]) -> Iterator[str]:
-    """An endless stream of generated sentences: IOI, greater-than and filler in the given mix."""
+    """An endless stream of generated sentences in the given mix: ``filler`` or any registered task that
+    declares a ``sample_sentence`` (the task registry, :mod:`circuitkit.tasks.registry`)."""
+    from circuitkit.tasks.registry import get_task
+
     kinds = list(mix)
     weights = [mix[k] for k in kinds]
-    makers = {
-        "ioi": lambda: ioi.sample_sentence(rng, "train"),
-        "greater_than": lambda: greater_than.sample_sentence(rng, "train"),
-        "filler": lambda: filler_sentence(rng),
-    }
+    makers: dict[str, Callable[[], str]] = {"filler": lambda: filler_sentence(rng)}
+    for kind in kinds:
+        if kind == "filler":
+            continue
+        sample = get_task(kind).sample_sentence
+        if sample is None:
+            raise ValueError(f"task {kind!r} declares no sample_sentence, so it cannot be in a corpus mix")
+        makers[kind] = functools.partial(sample, rng, "train")
     while True:
         yield makers[rng.choices(kinds, weights)[0]]()

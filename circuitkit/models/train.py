@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from circuitkit.models import corpus
 from circuitkit.models.tokenizer import train_tokenizer
+
+if TYPE_CHECKING:
+    from circuitkit.planted.config import PlantedConfig
 
 
 @dataclass
@@ -77,7 +81,11 @@ class ZooConfig:
             raise ValueError("text_every must be >= 1")
 
 
-def hooked_config(cfg: ZooConfig, d_vocab: int, device: str = "cpu") -> HookedTransformerConfig:
+def hooked_config(
+    cfg: ZooConfig | PlantedConfig, d_vocab: int, device: str = "cpu"
+) -> HookedTransformerConfig:
+    """The zoo's GPT-2-style architecture (learned positions, LayerNorm, GELU, BOS prepended), shared by
+    the naturally trained and the planted models."""
     return HookedTransformerConfig(
         n_layers=cfg.n_layers,
         d_model=cfg.d_model,

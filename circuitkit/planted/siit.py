@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 
 from circuitkit.models import corpus
+from circuitkit.models.train import hooked_config
 from circuitkit.planted.config import PlantedConfig
 from circuitkit.planted.graph import AlignedBatch, HighLevelModel, Node
 
@@ -45,26 +46,6 @@ def high_level(task: str, tokenizer, **extra) -> HighLevelModel:
     from circuitkit.planted.greater_than import GreaterThanHighLevel
 
     return GreaterThanHighLevel(tokenizer, **extra)
-
-
-def hooked_config(cfg: PlantedConfig, d_vocab: int, device: str) -> HookedTransformerConfig:
-    return HookedTransformerConfig(
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        n_ctx=cfg.n_ctx,
-        d_head=cfg.d_head,
-        n_heads=cfg.n_heads,
-        d_mlp=cfg.d_mlp,
-        d_vocab=d_vocab,
-        act_fn="gelu",
-        normalization_type="LN",
-        positional_embedding_type="standard",
-        original_architecture="GPT2LMHeadModel",
-        model_name=cfg.name,
-        seed=cfg.seed,
-        device=device,
-        default_prepend_bos=True,
-    )
 
 
 # --- interventions ------------------------------------------------------------------------------------

@@ -229,9 +229,9 @@ def _out_hook(c: Component) -> str:
 
 
 def _in_hooks(c: Component | str) -> list[str]:
-    if c == "logits":
+    if isinstance(c, str):  # "logits"
         return ["ln_final.hook_normalized"]
-    layer, head = c  # type: ignore[misc]
+    layer, head = c
     if head is None:
         return [f"blocks.{layer}.ln2.hook_normalized"]
     return [f"blocks.{layer}.attn.hook_{x}" for x in ("q", "k", "v")]
@@ -239,9 +239,9 @@ def _in_hooks(c: Component | str) -> list[str]:
 
 def _precedes(s: Component, r: Component | str) -> bool:
     """Whether the sender's output reaches the receiver's input (a layer's heads feed its MLP)."""
-    if r == "logits":
+    if isinstance(r, str):  # "logits"
         return True
-    r_layer, r_head = r  # type: ignore[misc]
+    r_layer, r_head = r
     return s[0] < r_layer or (s[0] == r_layer and r_head is None and s[1] is not None)
 
 

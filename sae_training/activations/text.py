@@ -71,8 +71,9 @@ def _paragraphs_from_hf(path: Path, column: str) -> list[str] | list[list[int]]:
 
 def _generated(kinds: list[str], rng: random.Random) -> Iterator[str]:
     from circuitkit.models import corpus
+    from circuitkit.tasks.registry import all_tasks
 
-    valid = {"ioi", "greater_than", "filler"}
+    valid = {n for n, t in all_tasks().items() if t.sample_sentence is not None} | {"filler"}
     bad = set(kinds) - valid
     if bad:
         raise TextSourceError(f"unknown task generator(s) {sorted(bad)}; use some of {sorted(valid)}")
