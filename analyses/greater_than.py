@@ -25,7 +25,7 @@
 # corrupted prompt sets YY to 01, so every year is "greater". The metric is the probability difference
 # P(year > YY) − P(year ≤ YY) at the last position.
 #
-# The notebook walks the circuit's story in seven steps, each with circuitkit's own functions and
+# The notebook walks the circuit's story in eight steps, each with circuitkit's own functions and
 # `circuitkit.viz` figures:
 # 1. the task and the model's baseline;
 # 2. activation patching over the residual stream, attention and MLP outputs, and heads;
@@ -34,7 +34,8 @@
 # 5. discrete-SAE head identification against the ground truth;
 # 6. dictionary features: transcoder latents in the key MLPs (as Dunefsky et al. 2024 did for
 #    greater-than) and attention-SAE latents;
-# 7. the final circuit's faithfulness and completeness.
+# 7. the final circuit's faithfulness and completeness;
+# 8. the circuit as edges: exact edge patching, EAP and EAP-IG, and their top-k edge circuits.
 #
 # Every assertion below checks a number measured in this run against a floor stated next to it.
 
@@ -318,6 +319,64 @@ check_skill(
     faith.found.faithfulness >= FAITH_FLOOR,
     f"faithfulness of the found circuit {faith.found.faithfulness:.3f} >= {FAITH_FLOOR}",
 )
+
+# %% [markdown]
+# ## 8. Edges: exact edge patching, EAP and EAP-IG
+#
+# A circuit is a graph. An edge is a direct path through the residual stream from a sender (the
+# embeddings, a head's output, an MLP's output) to a receiver (a head's query / key / value input, an
+# MLP's input, the logits). Exact edge patching adds one edge's clean − corrupted sender value to its
+# receiver alone, in the corrupted run; EAP (Syed et al. 2023) estimates every edge from one backward pass,
+# EAP-IG (Hanna et al. 2024) averages that gradient over the path from corrupted to clean input
+# embeddings. Faithfulness of a method's top-k edge circuit: the clean run with every edge outside it
+# patched to its corrupted sender value (1 = the clean metric, 0 = the corrupted one).
+# (`circuitkit.edges.step.edge_step`; the same tables as `circuitkit evaluate --method eap --method eap-ig`.)
+
+# %%
+from circuitkit.edges import EdgeGraph
+from circuitkit.edges.step import edge_step
+
+EDGE_LIMIT = 5000  # exact edge patching costs one partial forward per edge: GPT-2 small has ~32k edges
+n_edges = int(EdgeGraph.of(model).mask.sum())
+if n_edges > EDGE_LIMIT:
+    edges = None
+    print(f"skip: {n_edges} edges is more than {EDGE_LIMIT} for exact edge patching on this machine")
+else:
+    edges = edge_step(
+        model,
+        data,
+        methods=("eap",) if FAST else ("eap", "eap-ig:steps=5"),
+        k=20,
+        sizes=(5, 20, 100) if FAST else (1, 2, 5, 10, 20, 50, 100, 200),
+        model_name=MODEL,
+    )
+    print(f"{n_edges} edges; exact edge patching {edges.exact.provenance.seconds:.1f} s")
+edges.correlation if edges else None
+
+# %%
+edges.faithfulness.pivot(index="k", columns="method", values="faithfulness") if edges else None
+
+# %%
+edges.top if edges else None
+
+# %%
+if edges:
+    for fig in edges.figures.values():
+        show(fig)
+
+# %%
+if edges:
+    EDGE_FLOOR, EDGE_FAITH_FLOOR = 0.9, 0.8
+    eap_r = float(edges.correlation.set_index("method").loc["eap", "pearson"])
+    check_skill(
+        eap_r >= EDGE_FLOOR, f"EAP against exact edge patching: Pearson r {eap_r:.3f} >= {EDGE_FLOOR}"
+    )
+    exact_curve = edges.faithfulness.query("method == 'edge-patching'").set_index("k")["faithfulness"]
+    top_k, top_f = int(exact_curve.index[-1]), float(exact_curve.iloc[-1])
+    check_skill(
+        top_f >= EDGE_FAITH_FLOOR,
+        f"faithfulness of exact patching's top {top_k} edges {top_f:.3f} >= {EDGE_FAITH_FLOOR}",
+    )
 print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 
 # %% [markdown]
