@@ -369,3 +369,7 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   189, carries 0.24 and MLP-0 latent 244 0.20; all of the top latents peak at the final " to". The
 #   attention SAE's top latents are written mainly by L0H2 (decoder share
 #   37–55 %), so the dictionary sees the same head that activation patching found.
+# * **Edges (step 8)**: exact edge patching of all 3,628 edges (82 s on the shared 2-core machine) puts
+#   the circuit on one path, embed → L0H2.v (10.9) → MLP0.in (10.9) → logits (8.0); EAP tracks it with
+#   Pearson r 0.995 / Spearman 0.975, EAP-IG (5 steps) 0.997 / 0.718; the top 50 edges of any of the three
+#   are faithful (1.006–1.007), the top 5–20 over-restore (1.05–1.16).
