@@ -75,7 +75,16 @@ def test_evaluate_writes_correlations_and_ground_truth(tmp_path):
     assert ends.loc[0] == 0.0 and ends.loc[16] == 1.0
 
 
-def test_registry_accepts_new_methods():
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """The built-in methods in a copy of the registry, so methods a test registers do not leak."""
+    from circuitkit import methods
+
+    methods.available()  # load the built-in methods first
+    monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))
+
+
+def test_registry_accepts_new_methods(scratch_registry):
     @register("test-constant", "every head scores 1", families=("head",))
     def _const(req: MethodRequest):
         import torch
@@ -98,7 +107,7 @@ def test_registry_accepts_new_methods():
     }
 
 
-def test_registry_refuses_duplicates_and_checks_options_by_type():
+def test_registry_refuses_duplicates_and_checks_options_by_type(scratch_registry):
     from circuitkit.methods import Option, OptionError
 
     @register(
