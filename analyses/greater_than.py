@@ -409,3 +409,9 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   (345) for YY between about 49 and 84 (peak near 70); both are silent for YY below 25 and above 88.
 #   Several top latents (MLP 0 #196 and #430, MLP 2 #345 and #86) have mean activation 0.000 on the
 #   YY = 01 corruptions, so patching them in is part of what restores "later than YY".
+# * **Edges (step 8)**: exact edge patching of all 3,628 edges (76 s on the shared 2-core machine): the
+#   main path is embed → L0H7.v (0.51) → MLP0.in (0.52) → logits (0.28), with MLP0 also feeding MLPs 1–4,
+#   which write to the logits (0.08–0.12 each). EAP tracks exact patching with Pearson r 0.966 / Spearman
+#   0.949, EAP-IG (5 steps) 0.981 / 0.643; yet EAP-IG's top 50 edges are the most faithful (0.98 against
+#   0.90 for exact single-edge patching's and 0.86 for EAP's): choosing edges by their effect alone is not
+#   choosing the edges a circuit needs.
