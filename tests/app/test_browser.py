@@ -39,6 +39,7 @@ PAGES = {
     "patching": "Patching",
     "circuit": "Circuit",
     "feature-circuit": "Feature circuit",
+    "edge-circuit": "Edge circuit",
     "heads": "Heads",
     "features": "Features",
     "training": "Training runs",
