@@ -1,6 +1,7 @@
 """Edge circuit: sender -> receiver edges scored by an edge method (EAP, EAP-IG, exact edge patching),
 drawn over the model's nodes by layer, pruned by a top-k slider; click an edge (or pick it) for its
-numbers.
+numbers. Where the model's card stores the circuit's edges (the planted models), the drawn edges are
+coloured true / false against them and the missed ones are added.
 
 Results come from files ``circuitkit discover`` / ``evaluate`` wrote (found by their full key, like the
 node pages) or are computed here on demand through the method registry. The figure is
@@ -13,10 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from app import data, methods, state, widgets
+from circuitkit.edges.evaluation import score_against_node_edges
 from circuitkit.edges.method import EDGE_METHODS
 from circuitkit.edges.scores import EDGE_FAMILY
 from circuitkit.results import ResultTable
-from circuitkit.viz.edges import edge_circuit_figure, select_edges
+from circuitkit.tasks.ground_truth import ground_truth
+from circuitkit.viz.edges import edge_circuit_figure, select_edges, truth_overlap
 
 LABELS = {
     "eap": "EAP (Syed et al. 2023), 3 passes",
@@ -69,17 +72,45 @@ st.caption(
     f"{n_edges} edges · {p.n_prompts} prompts · {p.passes:g} passes, {p.seconds:.2f} s · "
     f"options {p.options or '-'}"
 )
-k = st.slider(
+try:
+    true_edges = ground_truth(sel.model, sel.task).edge_pairs()
+except KeyError:
+    true_edges = None
+c1, c2 = st.columns([3, 1])
+k = c1.slider(
     "Edges shown (top k by |score|)",
     1,
     n_edges,
-    key=state.bind("k_edges", None, min(50, n_edges), int, lo=1, hi=n_edges),
+    key=state.bind(
+        "k_edges", None, min(n_edges, len(true_edges) if true_edges else 50), int, lo=1, hi=n_edges
+    ),
 )
-state.publish("k_edges")
+overlay = c2.toggle(
+    "Planted-edge overlay",
+    key=state.bind("edge_overlay", [True, False], bool(true_edges), lambda s: s == "True"),
+    disabled=not true_edges,
+    help="Colour edges true / false against the edges stored in the model card (planted circuits).",
+)
+state.publish("k_edges", "edge_overlay")
+truth = true_edges if (overlay and true_edges) else None
 
 event = widgets.figure(
-    edge_circuit_figure(result, top_k=k), f"edges_{sel.model}_{sel.task}_{method}", selectable=True
+    edge_circuit_figure(result, top_k=k, truth=truth),
+    f"edges_{sel.model}_{sel.task}_{method}",
+    selectable=True,
 )
+if truth is not None:
+    o = truth_overlap(result, truth, k)
+    ranking = score_against_node_edges(result, truth, k=len(truth))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("true edges drawn", f"{o['true_positives']} of {o['n_true']}")
+    m2.metric("false edges drawn", o["false_positives"])
+    m3.metric("true edges missed", o["misses"])
+    m4.metric("ROC AUC (node pairs)", f"{ranking['roc_auc']:.3f}")
+    st.caption(
+        "A receiver's q, k and v count as one node pair (drawn if any of them is); ROC AUC ranks every "
+        "(sender, receiver node) pair by its largest |score| against the card's planted edges."
+    )
 top = select_edges(result, top_k=k)[["sender", "receiver", "score"]].reset_index(drop=True)
 top.insert(0, "rank", range(1, len(top) + 1))
 widgets.table(top, f"edges_{sel.model}_{sel.task}_{method}_top{k}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -166,14 +167,17 @@ def build_planted(
     text_dir: str | None = None,
     validate: bool = True,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Train a planted model from its recipe (optionally overridden), write its folder and card."""
+    """Train a planted model from its recipe (optionally overridden), write its folder and card.
+
+    ``log`` receives a line of smoothed losses every 50 steps (for runs without a progress bar)."""
     overrides = {
         k: x for k, x in {"steps": steps, "seed": seed, "text_dir": text_dir}.items() if x is not None
     }
     cfg = dataclasses.replace(cfg, **overrides)
     tokenizer = load_tokenizer(zoo.builtin_dir(cfg.tokenizer_from) / "tokenizer")
-    trained = train_planted(cfg, tokenizer, progress=progress)
+    trained = train_planted(cfg, tokenizer, progress=progress, log=log)
     target = Path(out_dir) if out_dir else zoo.builtin_dir(cfg.name)
     zoo.write_model_dir(trained.model, tokenizer, {"name": cfg.name}, target)
     # validated on the weights read back from disk (fp16 storage), i.e. what users load
@@ -199,7 +203,11 @@ def make_card(cfg: PlantedConfig, model: HookedTransformer, stats: dict, *, vali
         "probes": run_probes(model),
     }
     if validate:
-        card["validation"] = validate_model(model, hl)
+        val = validate_model(model, hl)
+        card["validation"] = val
+        # what the explorer's Circuit page reads as "model card" scores (as the derived circuits store)
+        card["circuits"][cfg.task]["head_effects_denoising"] = val["head_effects"]["heads_denoising"]
+        card["circuits"][cfg.task]["mlp_effects_denoising"] = val["mlp_effects"]["mlps_denoising"]
     return card
 
 

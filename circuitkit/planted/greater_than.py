@@ -7,7 +7,10 @@ Prompts "The [NOUN] lasted from the year [C][YY] to the year [C]"; the next toke
 * ``tens`` and ``units`` (two heads at END, attending to YY): the tens digit and the units digit of
   ``year``, moved to END by two heads in parallel;
 * ``greater`` (MLP 2 at END): the year 10 x tens + units, turned into the answer;
-* output: uniform over the two-digit years later than ``greater`` (99 alone when none is).
+* output: uniform over the ``window`` two-digit years just after ``greater`` (99 alone when none is
+  later). GPT-2 puts its mass on the years just after YY too (Hanna et al., Fig. 2); a window also makes
+  the units digit matter: with every later year equally likely (``window=None``) an intervention on the
+  units head moves the metric little, and SIIT trained a model whose units head did nothing.
 
 An intervention on ``tens`` keeps the base prompt's units digit, so each head moves a known part of the
 answer on its own.
@@ -41,7 +44,17 @@ class GreaterThanHighLevel:
 
     task = "greater_than"
 
-    def __init__(self, tokenizer, nodes: tuple[Node, ...] | None = None, p_abc: float = 0.15) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        nodes: tuple[Node, ...] | None = None,
+        p_abc: float = 0.15,
+        window: int | None = 10,
+    ) -> None:
+        if window is not None and window < 1:
+            raise ValueError(f"window must be a positive number of years or None, got {window}")
+        self.window = window
+        """Years after ``greater`` that share the output mass; None: every later year."""
         self.tokenizer = tokenizer
         self.nodes = nodes or default_nodes()
         if [n.name for n in self.nodes] != [n.name for n in default_nodes()]:
@@ -78,7 +91,10 @@ class GreaterThanHighLevel:
 
     def _answer(self, year: Tensor) -> Float[Tensor, "batch vocab"]:
         ys = torch.arange(100, device=year.device)
-        later = (ys[None, :] > year[:, None]).float()
+        later = ys[None, :] > year[:, None]
+        if self.window is not None:
+            later &= ys[None, :] <= year[:, None] + self.window
+        later = later.float()
         later[later.sum(-1) == 0, 99] = 1.0
         later = later / later.sum(-1, keepdim=True)
         out = torch.zeros(len(year), self.vocab, device=year.device)

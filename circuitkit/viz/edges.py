@@ -7,6 +7,10 @@ reads after its own layer's heads), ``logits`` on top. An edge ends at its recei
 for a query, centred for a key, right for a value (dash: solid / dash / dot). Positive effects red,
 negative blue, as in the heatmaps. Every drawn edge has a marker at its middle whose ``customdata`` is
 ``[sender, receiver, score]``, so a click names the edge.
+
+With a ground truth (``truth``: true ``(sender, receiver node)`` pairs, e.g. a planted circuit's edges) the
+colour says whether an edge is true instead: drawn true edges green, drawn edges outside the truth grey,
+true edges that the top k missed orange and dotted; the true circuit's nodes are ringed in green.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from circuitkit.results import ResultTable
 _DASH = {"q": "solid", "k": "dash", "v": "dot"}
 _OFFSET = {"q": -0.22, "k": 0.0, "v": 0.22}
 _POS, _NEG = "#d62728", "#1f77b4"
+_TRUE, _FALSE, _MISSED = "#2ca02c", "#9e9e9e", "#ff7f0e"
 N_WIDTHS = 6
 """Edges are drawn in this many width classes (one plotly trace per class, sign and dash)."""
 
@@ -43,6 +48,34 @@ def select_edges(result: ResultTable, top_k: int | None = 50, threshold: float |
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         df = df.head(top_k)
     return df
+
+
+def _truth_pairs(truth) -> set[tuple[str, str]]:
+    """True edges as (sender, receiver node) with the input called ``embed`` as in the edge graph."""
+    return {("embed" if a == "tokens" else a, b.split(".")[0]) for a, b in truth}
+
+
+def edge_truth_table(edges: pd.DataFrame, truth) -> pd.DataFrame:
+    """Edge rows with a ``true`` column: whether (sender, receiver node) is a true edge."""
+    want = _truth_pairs(truth)
+    node = edges["receiver"].str.split(".").str[0]
+    return edges.assign(true=[(s, r) in want for s, r in zip(edges["sender"], node, strict=True)])
+
+
+def truth_overlap(result: ResultTable, truth, k: int) -> dict[str, int]:
+    """True positives, false positives and misses of the top ``k`` edges against true node pairs; a
+    receiver's q, k and v inputs count as one node pair (found if any of them is drawn)."""
+    want = _truth_pairs(truth)
+    top = edge_truth_table(select_edges(result, top_k=k), truth)
+    pairs = list(zip(top["sender"], top["receiver"].str.split(".").str[0], top["true"], strict=True))
+    found = {(s, r) for s, r, t in pairs if t}
+    drawn_false = {(s, r) for s, r, t in pairs if not t}
+    return {
+        "true_positives": len(found),
+        "false_positives": len(drawn_false),
+        "misses": len(want - found),
+        "n_true": len(want),
+    }
 
 
 def _shape(result: ResultTable) -> tuple[int, int]:
@@ -75,10 +108,13 @@ def edge_circuit_figure(
     top_k: int | None = 50,
     threshold: float | None = None,
     title: str | None = None,
+    truth=None,
 ) -> go.Figure:
-    """Draw the selected edges of an edge result (see :func:`select_edges`) over the model's nodes."""
+    """Draw the selected edges of an edge result (see :func:`select_edges`) over the model's nodes;
+    ``truth`` (true ``(sender, receiver node)`` pairs) colours them true / false and adds the missed ones."""
     n_layers, n_heads = _shape(result)
     edges = select_edges(result, top_k, threshold)
+    want = _truth_pairs(truth) if truth is not None else None
     fig = go.Figure()
     top = float(edges["score"].abs().max()) if len(edges) else 1.0
     top = top or 1.0
@@ -90,22 +126,45 @@ def edge_circuit_figure(
         x1, y1 = node_xy(node, n_layers, n_heads)
         x1 += _OFFSET.get(kind, 0.0)
         width = min(N_WIDTHS - 1, int(abs(score) / top * N_WIDTHS))
-        xs, ys = groups.setdefault((width, score > 0, _DASH.get(kind, "solid")), ([], []))
+        colour = (_POS if score > 0 else _NEG) if want is None else (_TRUE if (s, node) in want else _FALSE)
+        xs, ys = groups.setdefault((width, colour, _DASH.get(kind, "solid")), ([], []))
         xs += [x0, x1, None]
         ys += [y0, y1, None]
         mids.append(((x0 + x1) / 2, (y0 + y1) / 2, s, r, float(score)))
-    for (width, positive, dash), (xs, ys) in sorted(groups.items()):
+    for (width, colour, dash), (xs, ys) in sorted(groups.items()):
         fig.add_trace(
             go.Scatter(
                 x=xs,
                 y=ys,
                 mode="lines",
-                line={"width": 0.7 + 1.3 * width, "color": _POS if positive else _NEG, "dash": dash},
+                line={"width": 0.7 + 1.3 * width, "color": colour, "dash": dash},
                 opacity=0.35 + 0.1 * width,
                 hoverinfo="skip",
                 showlegend=False,
             )
         )
+    if want is not None:
+        drawn = {(s, r.split(".")[0]) for s, r in zip(edges["sender"], edges["receiver"], strict=True)}
+        xs, ys = [], []
+        for s, r in sorted(want - drawn):
+            (x0, y0), (x1, y1) = node_xy(s, n_layers, n_heads), node_xy(r, n_layers, n_heads)
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+        for name, colour, dash, x, y in (
+            ("true edge (drawn)", _TRUE, "solid", [None], [None]),
+            ("not in the true circuit", _FALSE, "solid", [None], [None]),
+            ("true edge missed by the top k", _MISSED, "dot", xs or [None], ys or [None]),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines",
+                    line={"width": 2.5, "color": colour, "dash": dash},
+                    name=name,
+                    hoverinfo="skip",
+                )
+            )
     # Every node, faint unless an edge touches it.
     used = set(edges["sender"]) | {r.split(".")[0] for r in edges["receiver"]}
     nodes = ["embed"] + [f"L{la}H{h}" for la in range(n_layers) for h in range(n_heads)]
@@ -114,6 +173,7 @@ def edge_circuit_figure(
     nodes.append("logits")
     xy = np.array([node_xy(n, n_layers, n_heads) for n in nodes])
     on = np.array([n in used for n in nodes])
+    in_truth = {x for pair in want for x in pair} if want is not None else set()
     fig.add_trace(
         go.Scatter(
             x=xy[:, 0],
@@ -125,6 +185,7 @@ def edge_circuit_figure(
                 "size": 14,
                 "color": ["#444" if o else "#ddd" for o in on],
                 "symbol": ["square" if n.startswith("MLP") else "circle" for n in nodes],
+                "line": {"width": [3 if n in in_truth else 0 for n in nodes], "color": _TRUE},
             },
             name="nodes",
             hovertemplate="%{text}<extra></extra>",

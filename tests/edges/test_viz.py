@@ -8,7 +8,7 @@ import pytest
 from circuitkit.edges import EdgeGraph
 from circuitkit.edges.scores import EdgeScores
 from circuitkit.results import Provenance, ResultTable
-from circuitkit.viz.edges import edge_circuit_figure, node_xy, select_edges
+from circuitkit.viz.edges import edge_circuit_figure, node_xy, select_edges, truth_overlap
 
 
 @pytest.fixture()
@@ -75,3 +75,32 @@ def test_rejects_node_tables():
     )
     with pytest.raises(ValueError, match="not an edge result"):
         edge_circuit_figure(node)
+
+
+def test_truth_overlay_marks_true_false_and_missed_edges(result):
+    """Against true node pairs: a drawn true edge is green, a drawn false one grey, a true edge outside
+    the top k is added as a dotted orange line, and the counts say the same."""
+    truth = [("L0H1", "L1H0"), ("tokens", "L0H0"), ("L0H0", "MLP1")]  # the last one scores 0
+    fig = edge_circuit_figure(result, top_k=2, truth=truth)
+    lines = [t for t in fig.data if t.mode == "lines" and t.showlegend is False]
+    colours = {t.line.color for t in lines}
+    assert colours == {"#2ca02c", "#9e9e9e"}  # L0H1 -> L1H0.k true, MLP1 -> logits false
+    (green,) = [t for t in lines if t.line.color == "#2ca02c"]
+    assert (green.x[0], green.y[0]) == node_xy("L0H1", 2, 2)
+    (missed,) = [t for t in fig.data if t.name == "true edge missed by the top k"]
+    starts = {(x, y) for x, y in zip(missed.x[::3], missed.y[::3], strict=True)}
+    assert starts == {node_xy("embed", 2, 2), node_xy("L0H0", 2, 2)}
+    assert truth_overlap(result, truth, 2) == {
+        "true_positives": 1,
+        "false_positives": 1,
+        "misses": 2,
+        "n_true": 3,
+    }
+    # top 3 draws embed -> L0H0.q too: q, k and v of a receiver count as one true node pair
+    assert truth_overlap(result, truth, 3)["true_positives"] == 2
+    nodes = next(t for t in fig.data if t.name == "nodes")
+    ringed = {n for n, w in zip(nodes.text, nodes.marker.line.width, strict=True) if w > 0}
+    assert ringed == {"L0H1", "L1H0", "embed", "L0H0", "MLP1"}
+    # without a truth the colour is the score's sign
+    plain = {t.line.color for t in edge_circuit_figure(result, top_k=2).data if t.mode == "lines"}
+    assert plain == {"#d62728", "#1f77b4"}

@@ -105,7 +105,14 @@ def test_greater_than_high_level_answers(tiny_model):
     assert first_year(hl.output(base, source, torch.full((4,), 3))) == [82, 15, 10, 99]  # nothing later: 99
     out = hl.output(base)
     assert torch.allclose(out.sum(-1), torch.ones(4))
-    assert torch.allclose(out[0, years[33:]], torch.full((67,), 1 / 67))
+    # the window: the ten years after 32 share the mass, later ones get none; 90 leaves only 91..99
+    assert torch.allclose(out[0, years[33:43]], torch.full((10,), 0.1))
+    assert torch.all(out[0, years[43:]] == 0) and torch.all(out[0, years[:33]] == 0)
+    assert torch.allclose(out[2, years[91:]], torch.full((9,), 1 / 9))
+    every_later = GreaterThanHighLevel(tiny_model.tokenizer, window=None).output(base)
+    assert torch.allclose(every_later[0, years[33:]], torch.full((67,), 1 / 67))
+    with pytest.raises(ValueError, match="window"):
+        GreaterThanHighLevel(tiny_model.tokenizer, window=0)
     assert base.positions["end"] == base.tokens.shape[1] - 1
     yy_tokens = hl.sample(random.Random(5), 8, p_abc=0.0)
     assert torch.equal(yy_tokens.tokens[:, yy_tokens.positions["YY"]], years[yy_tokens.variables["yy"]])
