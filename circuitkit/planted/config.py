@@ -46,6 +46,10 @@ class PlantedConfig:
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25
     """Probability that each non-aligned component is resample-ablated in a row of the strict pass."""
+    p_strict_max: float | None = None
+    """If set, each row of the strict pass draws its ablation probability uniformly from
+    [p_strict, p_strict_max] (rows ablating nearly every non-aligned component defeat redundant copies
+    of the task signal); None: every row uses p_strict."""
     lr: float = 2e-3
     """Peak learning rate (AdamW), linear warm-up then cosine decay to 10 %."""
     warmup: int = 100

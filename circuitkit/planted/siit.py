@@ -127,12 +127,18 @@ def strict_masks(
     batch: AlignedBatch,
     p: float,
     generator: torch.Generator,
+    p_max: float | None = None,
 ) -> PatchMasks:
-    """Each non-aligned component (each aligned one off its position) ablated per row with probability p."""
+    """Each non-aligned component (each aligned one off its position) ablated per row with probability p.
+
+    With ``p_max``, each row draws its own probability uniformly from [p, p_max]: rows near p_max ablate
+    almost every non-aligned component at once, so a task signal copied redundantly by several of them
+    (a vote that survives any single ablation) is still penalised."""
     b, pos = batch.tokens.shape
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
-    draw_h = torch.rand(n_l, b, n_h, generator=generator) < p
-    draw_m = torch.rand(n_l, b, generator=generator) < p
+    p_row = torch.full((b,), p) if p_max is None else p + (p_max - p) * torch.rand(b, generator=generator)
+    draw_h = torch.rand(n_l, b, n_h, generator=generator) < p_row[None, :, None]
+    draw_m = torch.rand(n_l, b, generator=generator) < p_row[None, :]
     heads = [draw_h[layer][:, None, :].expand(b, pos, n_h).clone() for layer in range(n_l)]
     mlps = [draw_m[layer][:, None].expand(b, pos).clone() for layer in range(n_l)]
     for n in nodes:  # an aligned component keeps its own position
@@ -245,7 +251,9 @@ def train_planted(
                     model,
                     base.tokens,
                     end,
-                    patch_hooks(src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen)),
+                    patch_hooks(
+                        src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_max)
+                    ),
                 ),
                 hl.output(base),
             ),

@@ -158,6 +158,13 @@ def test_masks_touch_only_what_they_should(tiny_model, ioi_hl):
     assert all(x.all() for x in s.mlps)
     s0 = strict_masks(tiny_model, nodes, base, 0.0, torch.Generator().manual_seed(0))
     assert not any(x.any() for x in s0.heads + s0.mlps)
+    # p_max: each row its own probability in [p, p_max]; rows differ in how much they ablate, and the
+    # share ablated over many rows is the interval's mean
+    big = ioi_hl.sample(random.Random(6), 400)
+    sv = strict_masks(tiny_model, nodes, big, 0.0, torch.Generator().manual_seed(1), p_max=1.0)
+    per_row = torch.stack([h[:, 0, :].float().mean(-1) for h in sv.heads]).mean(0)
+    assert per_row.min() < 0.15 and per_row.max() > 0.85
+    assert abs(float(per_row.mean()) - 0.5) < 0.05
 
 
 def test_soft_cross_entropy_is_kl():
