@@ -40,7 +40,7 @@
 # Every assertion below checks a number measured in this run against a floor stated next to it.
 
 # %% tags=["parameters"]
-MODEL = "default"  # "default" (ck-6l), "tiny" (ck-tiny), or "gpt2" (GPT-2 small, where cached)
+MODEL = "default"  # "default" (ck-6l), "tiny" (ck-tiny), "planted-gt" / "planted-ioi" (planted), or "gpt2"
 N_PROMPTS = 32  # prompt pairs for every method
 DEVICE = None  # None: CUDA when present, else CPU
 FAST = False  # fewer prompts and methods: the CI run

@@ -14,10 +14,14 @@ import pandas as pd
 from app import data, methods
 from circuitkit import results
 from circuitkit.components import DEFAULT_FAMILIES
+from circuitkit.edges.scores import EDGE_FAMILY
 from circuitkit.heads import HeadIdConfig, identify_heads
 from circuitkit.models import load_model
-from circuitkit.models.zoo import resolve_builtin
+from circuitkit.models.zoo import PLANTED, resolve_builtin
 from circuitkit.tasks import make_task, task_names
+
+EDGE_PRECOMPUTE = ("eap", "eap-ig", "edge-patching")
+"""Edge methods whose results ship for the planted models (small: exact edge patching takes seconds)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,14 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(name)
     out = data.PRECOMPUTED / name
     keys = args.methods or list(methods.available())
-    for task in task_names():
+    planted = name in PLANTED
+    # A planted model carries one task by construction: its results, plus MLP nodes over all positions
+    # and edge scores (the Circuit and Edge circuit pages overlay the card's planted nodes and edges).
+    tasks = [PLANTED[name].task] if planted else task_names()
+    families = [*args.families, "mlp_out_all"] if planted else args.families
+    for task in tasks:
         dataset = make_task(task, model.tokenizer, args.prompts, seed=0, split="heldout").to(model.cfg.device)
         for method in keys:
-            for family in args.families:
+            for family in families:
                 spec = methods.Spec(name, task, method, family, "denoising", args.prompts)
                 r = methods.run_on(spec, model, dataset)
                 path = results.save(r, out, f"{task}_{method.replace('*', '_star')}_{family}")
                 print(f"{path}: {r.provenance.seconds:.2f} s")
+        for method in EDGE_PRECOMPUTE if planted else ():
+            spec = methods.Spec(name, task, method, EDGE_FAMILY, "denoising", args.prompts)
+            r = methods.run_on(spec, model, dataset)
+            path = results.save(r, out, f"{task}_{method}_edges")
+            print(f"{path}: {r.provenance.seconds:.2f} s")
         heads_data = make_task(task, model.tokenizer, 64, seed=0, split="heldout").to(model.cfg.device)
         ident = identify_heads(model, heads_data, HeadIdConfig(n_train_prompts=10, seed=0))
         ranking, codes = data.heads_paths(name, task, 10, 0)

@@ -13,10 +13,13 @@ circuit (everything else mean-ablated over the corrupted prompts; Wang et al. 20
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
+from circuitkit.edges.evaluation import faithfulness_curve as edge_faithfulness_curve
 from circuitkit.evaluation.faithfulness import faithfulness
 from circuitkit.evaluation.ground_truth import score_ranking
 from circuitkit.methods import MethodRequest, available, run_method
@@ -42,6 +45,8 @@ EDGE_METHODS: list[tuple[str, str, dict]] = [
     ("eap-ig (5 steps)", "eap-ig", {"steps": 5}),
 ]
 MODELS = ("ck-planted-gt",)
+EDGE_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+"""Edge circuit sizes of the edge faithfulness curves (top-k edges kept, the rest corrupted)."""
 
 
 def planted_edge_names(circuit) -> set[tuple[str, str]]:
@@ -56,14 +61,17 @@ def evaluate_edges(model, data, circuit, label: str, name: str, options: dict) -
     and v inputs are one node (the largest |score| of the three)."""
     req = MethodRequest(model=model, data=data, options=dict(options))
     t0 = time.perf_counter()
-    table = run_method(name, req).table
+    run = run_method(name, req)
     seconds = time.perf_counter() - t0
+    table = run.table
     node = table["receiver"].str.split(".").str[0]
     best = table.assign(node=node, abs=table["score"].abs()).groupby(["sender", "node"])["abs"].max()
     planted = planted_edge_names(circuit)
     labels = torch.tensor([(s, r) in planted for s, r in best.index])
     scores = torch.tensor(best.to_numpy(), dtype=torch.float64)
     r = score_ranking(scores, labels)
+    sizes = [k for k in EDGE_SIZES if k <= len(table)]
+    curve = edge_faithfulness_curve(model, data.clean_tokens, data.corrupted_tokens, data.metric, run, sizes)
     return {
         "method": label,
         "auc": r.roc_auc,
@@ -71,8 +79,30 @@ def evaluate_edges(model, data, circuit, label: str, name: str, options: dict) -
         "precision": r.precision,
         "recall": r.recall,
         "n_edges": len(best),
+        "curve": [(k, round(float(f), 4)) for k, f in curve],
+        "passes": run.provenance.passes,
         "seconds": seconds,
     }
+
+
+def node_curve(model, data, scores: torch.Tensor, n_l: int, n_h: int) -> list[tuple[int, float]]:
+    """Faithfulness of the top-k heads and MLPs (one ranking) for every k, the rest mean-ablated."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    out = []
+    for k in range(len(scores) + 1):
+        chosen = torch.zeros(len(scores), dtype=torch.bool)
+        chosen[order[:k]] = True
+        f = faithfulness(
+            model,
+            data.clean_tokens,
+            data.metric,
+            chosen[: n_l * n_h].view(n_l, n_h),
+            chosen[n_l * n_h :],
+            reference_tokens=data.corrupted_tokens,
+            ablation="mean",
+        )
+        out.append((k, round(float(f.faithfulness), 4)))
+    return out
 
 
 def evaluate(model, data, circuit, label: str, name: str, options: dict) -> dict:
@@ -104,6 +134,7 @@ def evaluate(model, data, circuit, label: str, name: str, options: dict) -> dict
         ablation="mean",
     )
     heads_only = score_ranking(head, head_true)
+    curve = node_curve(model, data, scores, n_l, n_h)
     return {
         "method": label,
         "auc": r.roc_auc,
@@ -112,9 +143,32 @@ def evaluate(model, data, circuit, label: str, name: str, options: dict) -> dict
         "precision": r.precision,
         "recall": r.recall,
         "faithfulness": f.faithfulness,
+        "curve": curve,
         "passes": table.provenance.passes,
         "seconds": seconds,
     }
+
+
+def write_outputs(rows: list[dict], edge_rows: list[dict], out: Path) -> None:
+    """The rows as JSON and the faithfulness curves as one HTML figure per model (nodes, edges)."""
+    from circuitkit.viz import faithfulness_curve
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "planted_methods.json").write_text(json.dumps({"nodes": rows, "edges": edge_rows}, indent=1))
+    for model in sorted({r["model"] for r in rows + edge_rows}):
+        for kind, rs, x_title in (
+            ("nodes", rows, "heads + MLPs kept (top-k)"),
+            ("edges", edge_rows, "edges kept (top-k)"),
+        ):
+            curves = {
+                r["method"]: ([k for k, _ in r["curve"]], [f for _, f in r["curve"]])
+                for r in rs
+                if r["model"] == model
+            }
+            if curves:
+                fig = faithfulness_curve(curves, x_title=x_title)
+                fig.update_layout(title=f"{model}: faithfulness of the top-k {kind}")
+                fig.write_html(out / f"faithfulness_{model}_{kind}.html", include_plotlyjs="cdn")
 
 
 def main() -> None:
@@ -123,8 +177,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--models", nargs="*", default=list(MODELS))
     p.add_argument("--device", default="cpu")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="JSON + curve figures")
     args = p.parse_args()
-    rows = []
+    rows, edge_rows = [], []
     for name in args.models:
         model = load_model(name, device=args.device)
         task = next(iter(read_card(builtin_dir(name))["circuits"]))
@@ -153,19 +208,31 @@ def main() -> None:
             if method not in available():
                 print(f"  {label:28s} not registered")
                 continue
-            e = evaluate_edges(model, data, circuit, label, method, options)
+            e = {"model": name, "task": task, **evaluate_edges(model, data, circuit, label, method, options)}
+            edge_rows.append(e)
             print(
                 f"  edges {label:22s} AUC {e['auc']:.3f}  P@{e['k']} {e['precision']:.2f} "
                 f"R {e['recall']:.2f}  ({e['n_edges']} sender -> node edges)  {e['seconds']:.2f} s",
                 flush=True,
             )
-    print("\n| model | method | ROC AUC (heads+MLPs) | AUC heads | P@k | R@k | faithfulness@k | passes | s |")
+    write_outputs(rows, edge_rows, args.out)
+    print(
+        "\n| model | method | ROC AUC | P@k | R@k | faithfulness@k | faithfulness, mean over k | passes | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        mean_f = sum(f for _, f in r["curve"]) / len(r["curve"])
         print(
-            f"| {r['model']} | {r['method']} | {r['auc']:.3f} | {r['auc_heads']:.3f} | "
-            f"{r['precision']:.2f} | {r['recall']:.2f} | {r['faithfulness']:.3f} | {r['passes']:.0f} | "
-            f"{r['seconds']:.2f} |"
+            f"| {r['model']} | {r['method']} (nodes) | {r['auc']:.3f} (heads {r['auc_heads']:.3f}) | "
+            f"{r['precision']:.2f} | {r['recall']:.2f} | {r['faithfulness']:.3f} | {mean_f:.3f} | "
+            f"{r['passes']:.0f} | {r['seconds']:.2f} |"
+        )
+    for r in edge_rows:
+        at_k = dict(r["curve"]).get(r["k"], float("nan"))
+        mean_f = sum(f for _, f in r["curve"]) / len(r["curve"])
+        print(
+            f"| {r['model']} | {r['method']} (edges) | {r['auc']:.3f} | {r['precision']:.2f} | "
+            f"{r['recall']:.2f} | {at_k:.3f} | {mean_f:.3f} | {r['passes']:.0f} | {r['seconds']:.2f} |"
         )
 
 

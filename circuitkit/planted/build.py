@@ -29,7 +29,7 @@ THRESHOLDS = {
 }
 """What validation demands (issue 14): shares of the clean - corrupted metric gap for effects."""
 
-OUTPUT_READERS = {"ioi": ("name_mover", "backup_name_mover"), "greater_than": ("greater",)}
+OUTPUT_READERS = {"ioi": ("name_mover", "backup_name_mover"), "greater_than": ("answer",)}
 
 
 def task_data(task: str, tokenizer, n: int, seed: int) -> TaskDataset:
@@ -148,7 +148,7 @@ def validate_model(
 def describe(cfg: PlantedConfig) -> str:
     what = {
         "ioi": "a planted IOI circuit (duplicate-token -> S-inhibition -> name mover + backup name mover)",
-        "greater_than": "a planted greater-than circuit (year MLP -> tens and units heads -> greater MLP)",
+        "greater_than": "a planted greater-than circuit (tens and units heads at END -> year MLP -> greater-than MLP)",
     }[cfg.task]
     return (
         f"{cfg.n_layers}-layer GPT-2-style transformer (d_model {cfg.d_model}, {cfg.n_heads} heads, GELU MLP "

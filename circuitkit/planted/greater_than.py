@@ -3,17 +3,22 @@ greater-than?", arXiv 2305.00586).
 
 Prompts "The [NOUN] lasted from the year [C][YY] to the year [C]"; the next token is a two-digit year.
 
-* ``year`` (MLP 0 at YY): the start year YY, built from the YY token (GPT-2's early MLPs do this);
-* ``tens`` and ``units`` (two heads at END, attending to YY): the tens digit and the units digit of
-  ``year``, moved to END by two heads in parallel;
-* ``greater`` (MLP 2 at END): the year 10 x tens + units, turned into the answer;
-* output: uniform over the ``window`` two-digit years just after ``greater`` (99 alone when none is
+* ``tens`` and ``units`` (heads L0H1 and L0H3 at END, attending to YY): the tens and the units digit of
+  YY, moved to END in parallel by two heads (Hanna et al.'s heads at END that attend to YY);
+* ``greater`` (MLP 1 at END): the start year 10 x tens + units, assembled from the two digits;
+* ``answer`` (MLP 2 at END): that year turned into the "greater" distribution (Hanna et al.'s late MLPs);
+* output: uniform over the ``window`` two-digit years just after the year (99 alone when none is
   later). GPT-2 puts its mass on the years just after YY too (Hanna et al., Fig. 2); a window also makes
   the units digit matter: with every later year equally likely (``window=None``) an intervention on the
-  units head moves the metric little, and SIIT trained a model whose units head did nothing.
+  units head moves the metric little.
 
-An intervention on ``tens`` keeps the base prompt's units digit, so each head moves a known part of the
-answer on its own.
+An intervention on ``tens`` keeps the base prompt's units digit (and the other way round), so each head
+moves a known part of the answer; ``greater`` and ``answer`` carry the whole year.
+
+A first version built the year with MLP 0 at YY and moved it with layer-1 heads. SIIT did not train it
+in 2,000 steps: all four layer-0 heads learned to copy the YY token to END (attention END -> YY 1.00), the
+downstream MLP read that redundant copy, and the aligned units head stayed idle (own effect 0.05). Here
+the aligned heads are those layer-0 copies.
 """
 
 from __future__ import annotations
@@ -30,12 +35,12 @@ from circuitkit.tasks.base import TaskError, check_single_tokens, encode_prompts
 
 
 def default_nodes() -> tuple[Node, ...]:
-    """Two MLPs and two heads in three layers."""
+    """Two heads and two MLPs in three layers."""
     return (
-        Node("year", "year MLP", 0, None, "YY", reads=("tokens",)),
-        Node("tens", "attends to YY (tens)", 1, 1, "end", reads=("year",)),
-        Node("units", "attends to YY (units)", 1, 3, "end", reads=("year",)),
-        Node("greater", "greater-than MLP", 2, None, "end", reads=("tens", "units")),
+        Node("tens", "attends to YY (tens)", 0, 1, "end", reads=("tokens",)),
+        Node("units", "attends to YY (units)", 0, 3, "end", reads=("tokens",)),
+        Node("greater", "year MLP", 1, None, "end", reads=("tens", "units")),
+        Node("answer", "greater-than MLP", 2, None, "end", reads=("greater",)),
     )
 
 
@@ -58,7 +63,7 @@ class GreaterThanHighLevel:
         self.tokenizer = tokenizer
         self.nodes = nodes or default_nodes()
         if [n.name for n in self.nodes] != [n.name for n in default_nodes()]:
-            raise ValueError("greater-than nodes must be year, tens, units, greater in order")
+            raise ValueError("greater-than nodes must be tens, units, greater, answer in order")
         self.p_abc = p_abc
         """Share of sampled rows with the corruption YY = 01."""
         self.vocab = len(tokenizer)
@@ -108,7 +113,7 @@ class GreaterThanHighLevel:
         if node is None or source is None:
             return self._answer(yy)
         src = source.variables["yy"]
-        tens = torch.where((node == 0) | (node == 1), src // 10, yy // 10)
-        units = torch.where((node == 0) | (node == 2), src % 10, yy % 10)
-        year = torch.where(node == 3, src, 10 * tens + units)
+        tens = torch.where(node == 0, src // 10, yy // 10)
+        units = torch.where(node == 1, src % 10, yy % 10)
+        year = torch.where((node == 2) | (node == 3), src, 10 * tens + units)
         return self._answer(year)

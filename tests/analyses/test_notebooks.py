@@ -36,8 +36,20 @@ def _outputs_text(nb: nbformat.NotebookNode) -> str:
     )
 
 
+def _planted_cases() -> list:
+    """(notebook, planted model) for every planted model whose weights ship."""
+    from circuitkit.models.zoo import PLANTED, builtin_dir, is_model_dir
+
+    nb = {"ioi": "ioi", "greater_than": "greater_than"}
+    return [
+        pytest.param(nb[cfg.task], name, id=f"{nb[cfg.task]}-{name}")
+        for name, cfg in PLANTED.items()
+        if is_model_dir(builtin_dir(name))
+    ]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "model"), [("ioi", "tiny"), ("greater_than", "default")])
+@pytest.mark.parametrize(("name", "model"), [("ioi", "tiny"), ("greater_than", "default"), *_planted_cases()])
 def test_notebook_executes_in_fast_mode(name, model, tmp_path):
     run = _runner()
     params = {"MODEL": model, "FAST": True, "N_PROMPTS": 8, "FIGURES": "none"}
@@ -47,7 +59,7 @@ def test_notebook_executes_in_fast_mode(name, model, tmp_path):
     # The in-cell assertions ran and printed what they checked (a skipped cell would not print).
     assert text.count("ok: ") >= 5, text[-2000:]
     # the built-in models solve both tasks: no competence check is skipped
-    assert "does not solve the task" not in text and "not met: " not in text
+    assert "does not solve the task" not in text and "not met: " not in text, text[-3000:]
     assert "faithfulness of the found circuit" in text
     assert "ok: EAP against exact edge patching" in text  # step 8 (edges) ran and its floor held
     if model == "default":  # ck-6l ships transcoders: step 6 ran on them and its own check held

@@ -100,9 +100,13 @@ def test_greater_than_high_level_answers(tiny_model):
         return [int(torch.nonzero(row)[0]) for row in mass]
 
     assert first_year(hl.output(base)) == [33, 58, 91, 6]
-    assert first_year(hl.output(base, source, torch.full((4,), 1))) == [83, 18, 1, 96]  # tens from source
-    assert first_year(hl.output(base, source, torch.full((4,), 2))) == [32, 55, 99, 10]  # units from source
-    assert first_year(hl.output(base, source, torch.full((4,), 3))) == [82, 15, 10, 99]  # nothing later: 99
+    assert first_year(hl.output(base, source, torch.full((4,), 0))) == [83, 18, 1, 96]  # tens from source
+    assert first_year(hl.output(base, source, torch.full((4,), 1))) == [32, 55, 99, 10]  # units from source
+    for whole_year in (2, 3):  # the year MLP and the greater-than MLP carry the source's year
+        got = first_year(hl.output(base, source, torch.full((4,), whole_year)))
+        assert got == [82, 15, 10, 99]  # nothing later than 99: 99
+    mixed = hl.output(base, source, torch.tensor([0, 1, -1, 3]))
+    assert first_year(mixed) == [83, 55, 91, 99]
     out = hl.output(base)
     assert torch.allclose(out.sum(-1), torch.ones(4))
     # the window: the ten years after 32 share the mass, later ones get none; 90 leaves only 91..99
