@@ -148,7 +148,9 @@ def validate_model(
 def describe(cfg: PlantedConfig) -> str:
     what = {
         "ioi": "a planted IOI circuit (duplicate-token -> S-inhibition -> name mover + backup name mover)",
-        "greater_than": "a planted greater-than circuit (tens and units heads at END -> year MLP -> greater-than MLP)",
+        "greater_than": (
+            "a planted greater-than circuit (tens and units heads at END -> year MLP -> greater-than MLP)"
+        ),
     }[cfg.task]
     return (
         f"{cfg.n_layers}-layer GPT-2-style transformer (d_model {cfg.d_model}, {cfg.n_heads} heads, GELU MLP "

@@ -172,9 +172,9 @@ def _lr_at(step: int, cfg: PlantedConfig) -> float:
 def init_from_builtin(model: HookedTransformer, name: str) -> None:
     """Copy a built-in model's (or a model folder's) embeddings, unembedding, final norm and first blocks
     into ``model``."""
-    from circuitkit.models import zoo
-
     from pathlib import Path
+
+    from circuitkit.models import zoo
 
     folder = Path(name) if zoo.is_model_dir(Path(name)) else zoo.builtin_dir(name)
     donor = zoo.read_model_dir(folder, model.cfg.device).state_dict()
