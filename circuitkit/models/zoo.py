@@ -51,7 +51,14 @@ BUILTIN: dict[str, ZooConfig | PlantedConfig] = {
 # Planted models (circuitkit.planted): Strict IIT puts a known many-part circuit in charge of one task.
 PLANTED: dict[str, PlantedConfig] = {
     "ck-planted-gt": PlantedConfig(
-        name="ck-planted-gt", task="greater_than", steps=600, warmup=50, w_strict=2.0
+        name="ck-planted-gt",
+        task="greater_than",
+        steps=2000,
+        warmup=50,
+        lr=3e-3,
+        w_strict=3.0,
+        p_strict=0.4,
+        w_text=0.1,
     ),
 }
 # Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable

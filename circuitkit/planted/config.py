@@ -36,6 +36,12 @@ class PlantedConfig:
     """Rows of natural text added on text steps."""
     text_every: int = 2
     """Every text_every-th step also takes a natural-text next-token loss."""
+    p_block: float = 0.0
+    """Share of IIT rows whose intervened node's children are frozen at the base run's values (target:
+    the base output), training away skip edges; 0: plain IIT."""
+    p_freeze: float = 0.0
+    """Probability that each non-aligned component is frozen at the base run's value in an IIT row, so
+    interventions do not travel through non-aligned relays; 0: plain IIT."""
     w_behaviour: float = 1.0
     """Weight of the behaviour loss."""
     w_iit: float = 1.0

@@ -150,6 +150,74 @@ def strict_masks(
     return PatchMasks([h.to(dev) for h in heads], [m.to(dev) for m in mlps])
 
 
+def children(nodes: tuple[Node, ...], k: int) -> list[int]:
+    """Indices of the nodes that read node ``k`` (its planted out-edges to other nodes)."""
+    return [j for j, n in enumerate(nodes) if nodes[k].name in n.reads]
+
+
+def blocked_iit(
+    model: HookedTransformer,
+    nodes: tuple[Node, ...],
+    base: AlignedBatch,
+    node: Tensor,
+    generator: torch.Generator,
+    p_block: float,
+    p_freeze: float,
+) -> tuple[PatchMasks, Tensor]:
+    """What an IIT row freezes at the *base* run's values besides the intervention, and which rows are
+    blocked.
+
+    * blocked rows (probability ``p_block``, nodes that have children): every child of the intervened
+      node keeps its base value, so the intervention can reach the output only through a path the
+      high-level model does not have; the target is the base output. This trains away skip edges (a
+      head read directly by a later MLP that should read it only through the node in between), which
+      single-node interventions and strictness leave alone and path patching finds.
+    * every non-aligned component (and aligned one off its position) is frozen at its base value with
+      probability ``p_freeze``, so an intervention may not travel through a non-aligned relay.
+    """
+    b, pos = base.tokens.shape
+    masks = (
+        strict_masks(model, nodes, base, p_freeze, generator)
+        if p_freeze > 0
+        else PatchMasks.empty(model, b, pos)
+    )
+    blocked = torch.zeros(b, dtype=torch.bool)
+    if p_block > 0:
+        draw = torch.rand(b, generator=generator) < p_block
+        node_cpu = node.cpu()
+        for k in range(len(nodes)):
+            kids = children(nodes, k)
+            rows = draw & (node_cpu == k)
+            if not kids or not rows.any():
+                continue
+            blocked |= rows
+            for j in kids:
+                n = nodes[j]
+                rr = rows.to(model.cfg.device)
+                if n.head is not None:
+                    masks.heads[n.layer][rr, base.positions[n.position], n.head] = True
+                else:
+                    masks.mlps[n.layer][rr, base.positions[n.position]] = True
+    return masks, blocked.to(model.cfg.device)
+
+
+def merge_patches(
+    source: dict[str, Tensor], source_masks: PatchMasks, base: dict[str, Tensor], base_masks: PatchMasks
+) -> tuple[dict[str, Tensor], PatchMasks]:
+    """One cache and mask set that takes the source's value where ``source_masks`` is set and else the
+    base run's value where ``base_masks`` is set (the source wins where both are)."""
+    cache, heads, mlps = {}, [], []
+    for layer, (sm, bm) in enumerate(zip(source_masks.heads, base_masks.heads, strict=True)):
+        name = f"blocks.{layer}.attn.hook_z"
+        cache[name] = torch.where(sm[..., None], source[name], base[name])
+        heads.append(sm | bm)
+    for layer, (sm, bm) in enumerate(zip(source_masks.mlps, base_masks.mlps, strict=True)):
+        name = f"blocks.{layer}.hook_mlp_out"
+        cache[name] = torch.where(sm[..., None], source[name], base[name])
+        mlps.append(sm | bm)
+    return cache, PatchMasks(heads, mlps)
+
+
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
     """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -242,13 +310,19 @@ def train_planted(
         src_cache = cache_components(model, source.tokens)
         model.train()
         node = torch.randint(0, len(hl.nodes), (cfg.batch,), generator=gen).to(device)
+        iit_cache, iit_mask = src_cache, iit_masks(model, hl.nodes, base, node)
+        iit_target = hl.output(base, source, node)
+        if cfg.p_block > 0 or cfg.p_freeze > 0:
+            frozen, blocked = blocked_iit(model, hl.nodes, base, node, gen, cfg.p_block, cfg.p_freeze)
+            iit_cache, iit_mask = merge_patches(
+                src_cache, iit_mask, cache_components(model, base.tokens), frozen
+            )
+            iit_target = torch.where(blocked[:, None], hl.output(base), iit_target)
+        model.train()
         losses = {
             "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end), hl.output(base)),
             "iit": soft_cross_entropy(
-                end_logits(
-                    model, base.tokens, end, patch_hooks(src_cache, iit_masks(model, hl.nodes, base, node))
-                ),
-                hl.output(base, source, node),
+                end_logits(model, base.tokens, end, patch_hooks(iit_cache, iit_mask)), iit_target
             ),
             "strict": soft_cross_entropy(
                 end_logits(
