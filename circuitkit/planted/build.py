@@ -95,17 +95,29 @@ def validate_model(
     nonaligned = v.summarise_components(hl.nodes, effects)
     edges = v.edge_report(hl.nodes, v.edge_scores(model, data))
     comps = v.all_components(model)
-    comp_edges = v.component_edge_report(
-        hl.nodes,
-        planted_edges(hl.task, hl.nodes),
-        v.component_edge_scores(model, data, comps, [*comps, "logits"]),
-    )
+    by_direction = {
+        d: v.component_edge_scores(model, data, comps, [*comps, "logits"], direction=d)
+        for d in ("denoising", "noising")
+    }
+    # an edge is found by path patching in either direction (an AND-gated edge shows in one only)
+    both = {
+        k: max(abs(by_direction["denoising"][k]), abs(by_direction["noising"][k]))
+        for k in by_direction["denoising"]
+    }
+    comp_edges = v.component_edge_report(hl.nodes, planted_edges(hl.task, hl.nodes), both)
+    comp_edges["by_direction"] = {
+        d: v.component_edge_report(hl.nodes, planted_edges(hl.task, hl.nodes), sc)["planted"]
+        for d, sc in by_direction.items()
+    }
     checks = {
         "accuracy": float(data.accuracy(clean)) >= THRESHOLDS["accuracy"],
         "iia": all(x["iia"] >= THRESHOLDS["iia"] for x in iia.values()),
-        # denoising restores a share of the gap (> 0), noising removes one (normalised effect < 0)
+        # denoising restores a share of the gap (> 0), noising removes one (normalised effect < 0); a
+        # node counts when either is at least the threshold: an AND-gated node (the units digit matters
+        # only next to the clean tens digit) restores nothing into a YY = 01 run by the high-level
+        # model itself, and both numbers are reported
         "aligned_effect": all(
-            min(o["at_position"]["denoising"], -o["at_position"]["noising"]) >= THRESHOLDS["aligned_effect"]
+            max(o["at_position"]["denoising"], -o["at_position"]["noising"]) >= THRESHOLDS["aligned_effect"]
             for o in own.values()
         ),
         "nonaligned_effect": all(

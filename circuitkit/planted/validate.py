@@ -246,7 +246,11 @@ def _precedes(s: Component, r: Component | str) -> bool:
 
 
 def component_edge_scores(
-    model: HookedTransformer, data: TaskDataset, senders: list[Component], receivers: list[Component | str]
+    model: HookedTransformer,
+    data: TaskDataset,
+    senders: list[Component],
+    receivers: list[Component | str],
+    direction: str = "denoising",
 ) -> dict[tuple[Component, Component | str], float]:
     """Path patching (Wang et al. 2022; Goldowsky-Dill et al. 2023) of sender -> receiver for heads, MLPs
     and the logits, denoising, normalised by the clean - corrupted gap.
@@ -256,9 +260,18 @@ def component_edge_scores(
     input (a head's q, k and v; an MLP's ``ln2.hook_normalized``; the final norm's output for the
     logits). Step 2 runs the corrupted prompts with only that input replaced. Equal to
     :func:`circuitkit.patching.path.path_patching` with ``freeze_mlps=True`` for head -> head edges.
+
+    ``direction="noising"`` swaps the roles (the corrupted sender into the clean run, everything else
+    frozen clean); its score is the share of the gap *removed*, so both directions are positive for an
+    edge that carries the task. An AND-gated edge (the units digit counts only with the clean tens digit)
+    shows in one direction only.
     """
+    if direction not in ("denoising", "noising"):
+        raise ValueError(f"direction must be 'denoising' or 'noising', got {direction!r}")
     dev = model.cfg.device
     clean, corrupted = data.clean_tokens.to(dev), data.corrupted_tokens.to(dev)
+    if direction == "noising":
+        clean, corrupted = corrupted, clean
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
     outs = {f"blocks.{layer}.attn.hook_z" for layer in range(n_l)} | {
         f"blocks.{layer}.hook_mlp_out" for layer in range(n_l)

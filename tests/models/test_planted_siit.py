@@ -212,6 +212,17 @@ def test_component_edges_equal_path_patching_with_frozen_mlps(tiny_model):
         for s in senders:
             if s[1] is not None and s[0] < r[0]:
                 assert got[(s, r)] == pytest.approx(float(ref[s]), abs=1e-4)
+    # noising: the corrupted sender into the clean run, the share of the gap removed = path patching
+    # with the two prompt sets swapped
+    noi = component_edge_scores(tiny_model, data, senders, receivers, direction="noising")
+    ref = path_patching(
+        tiny_model, data.corrupted_tokens, data.clean_tokens, data.metric, [(1, 1)], freeze_mlps=True
+    ).normalized()
+    for s in senders[:4]:
+        assert noi[(s, (1, 1))] == pytest.approx(float(ref[s]), abs=1e-4)
+    assert max(abs(noi[k] - got[k]) for k in got) > 1e-3  # the two directions are not the same numbers
+    with pytest.raises(ValueError, match="direction"):
+        component_edge_scores(tiny_model, data, senders, [(1, 1)], direction="both")
     # an edge into the logits is the sender's direct effect: all of them together with the embeddings
     # and every other component's direct effect make up the whole clean - corrupted gap
     assert any(abs(got[(s, "logits")]) > 1e-3 for s in senders)
