@@ -14,7 +14,7 @@ sae-lens's names and shapes (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_out]``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -57,6 +57,20 @@ class SparseCoderTrainingConfig(TrainingSAEConfig):
     fit_encoder_scale: bool = True
     """Scale the tied encoder (W_enc = s * W_dec^T) so the first batch's initial reconstruction has the
     least-squares scale (see ``fit_encoder_scale``). False keeps s = 1 (plain tied init)."""
+
+    options: ClassVar[tuple[str, ...]] = ()
+    """This architecture's own fields that a run sets (the run config's nested ``architecture_config``,
+    ``--<architecture>.<option>`` on the command line); the other fields come from the shared run config."""
+    reads_target: ClassVar[bool] = False
+    """True for transcoders: the dictionary reconstructs ``target_hook``, not its input."""
+    needs_gradients: ClassVar[bool] = False
+    """True when training needs dL/d(input) per token (g-SAE)."""
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], width: int, k: int) -> str | None:
+        """What is wrong with these option values for this width and k (a message naming the fix), or
+        None. Called before any work, by the run config's ``validate``."""
+        return None
 
     @classmethod
     def architecture(cls) -> str:  # pragma: no cover - abstract in practice

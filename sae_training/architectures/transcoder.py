@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from sae_lens.saes.topk_sae import TopK
@@ -22,6 +23,7 @@ from sae_lens.saes.transcoder import SkipTranscoder, SkipTranscoderConfig, Trans
 from torch import Tensor, nn
 
 from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE
+from sae_training.architectures.registry import register_architecture
 from sae_training.architectures.sparse_ops import SparseCode, sparse_decode
 
 TOPK_TRANSCODER = "topk_transcoder (needs `import sae_training`)"
@@ -40,6 +42,8 @@ class TranscoderTrainingConfig(SparseCoderTrainingConfig):
     """Width of the target activation (the MLP output)."""
     apply_b_dec_to_input: bool = False
     """Transcoders subtract nothing from their input (their b_dec lives in the output space)."""
+
+    reads_target: ClassVar[bool] = True
 
     @classmethod
     def architecture(cls) -> str:
@@ -130,3 +134,13 @@ class TopKSkipTranscoder(SkipTranscoder):
 
     def get_activation_fn(self) -> Callable[[Tensor], Tensor]:
         return TopK(self.cfg.k)
+
+
+register_architecture(
+    "transcoder", TranscoderTrainer, TranscoderTrainingConfig,
+    inference=(TOPK_TRANSCODER, TopKTranscoder, TopKTranscoderConfig),
+)  # fmt: skip
+register_architecture(
+    "skip_transcoder", SkipTranscoderTrainer, SkipTranscoderTrainingConfig,
+    inference=(TOPK_SKIP_TRANSCODER, TopKSkipTranscoder, TopKSkipTranscoderConfig),
+)  # fmt: skip
