@@ -135,8 +135,14 @@ class TrainConfig(DataConfig):
     """Latents in the AuxK / aux_zipf loss per token (None: d_in // 2)."""
     aux_coefficient: float = 1 / 32
     """Weight of the AuxK / aux_zipf loss."""
-    dead_tokens: int = 200_000
-    """A latent that has not fired for this many training tokens counts as dead (AuxK, dead %)."""
+    dead_tokens: int = 20_480
+    """A latent that has not fired for this many training tokens counts as dead (AuxK, dead %). 20,480 is
+    Bussmann et al.'s reference setting (BatchTopK / Matryoshka code: n_batches_to_dead 5 at batch 4096);
+    200,000 (earlier versions) let latents silent on held-out text escape AuxK in short runs."""
+    resample_every: int = 0
+    """Every this many steps, until the learning rate starts to decay, re-initialise the latents dead by
+    dead_tokens on the batch's worst-reconstructed tokens (Anthropic's resampling, Bricken et al. 2023; in
+    Dunefsky et al.'s transcoder code). 0: never (AuxK alone)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Initial decoder bias (b_pre): geometric median or mean of the first batch (of the target for
     transcoders)."""
@@ -231,7 +237,8 @@ class TrainConfig(DataConfig):
             if not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
         non_negative = {"aux_coefficient": self.aux_coefficient, "checkpoint_every": self.checkpoint_every,
-                        "lr_warmup_steps": self.lr_warmup_steps}  # fmt: skip
+                        "lr_warmup_steps": self.lr_warmup_steps,
+                        "resample_every": self.resample_every}  # fmt: skip
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= 0")

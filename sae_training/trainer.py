@@ -103,6 +103,13 @@ def build_dictionary(
     return sae.to(device)
 
 
+def resample_due(step: int, cfg: TrainConfig) -> bool:
+    """Resample after ``step`` optimiser steps: every ``resample_every``, until the lr decay starts."""
+    if not cfg.resample_every or step % cfg.resample_every:
+        return False
+    return step < int(cfg.n_steps * (1 - cfg.lr_decay_fraction))
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up, constant, then linear decay to zero over the last ``lr_decay_fraction`` of steps."""
     n = cfg.n_steps
@@ -413,6 +420,18 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
                 tokens_since_fired += cfg.batch_size
                 tokens_since_fired[fired] = 0
             step += 1
+            if resample_due(step, cfg):
+                # Every process resamples from the gathered batch with the same generator: identical.
+                target = batch.target if batch.target is not None else batch.x
+                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+                n = sae.resample_dead(
+                    tokens_since_fired >= cfg.dead_tokens, all_gather_rows(batch.x, info),
+                    all_gather_rows(target, info), optimizer, gen,
+                )  # fmt: skip
+                if n:
+                    tokens_since_fired[:] = torch.where(
+                        tokens_since_fired >= cfg.dead_tokens, 0, tokens_since_fired
+                    )
             # On the training device: NCCL all-reduces CUDA tensors only.
             stop_now = torch.tensor(
                 [1 if stop.signum is not None or step == stop_after_steps else 0], device=device

@@ -184,7 +184,11 @@ def test_yaml_then_command_line_overrides(tmp_path):
         None,
         3e-4,
     )
-    assert cfg.architecture_config == {"group_fractions": [0.5, 0.5], "n_sampled_prefixes": 0}
+    assert cfg.architecture_config == {
+        "group_fractions": [0.5, 0.5],
+        "n_sampled_prefixes": 0,
+        "prefix_loss": "mean",
+    }
     path.write_text("widht: 3\n")
     with pytest.raises(ConfigError, match=r"unknown field.*widht"):
         config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
@@ -266,7 +270,7 @@ def _architectures_with_options():
 def test_every_architecture_option_round_trips_cli_yaml_python(arch, tmp_path):
     """Each architecture's own options, set to non-default values of their real types, survive
     ``--<arch>.<option>`` text, the nested YAML ``architecture_config`` and Python, by type."""
-    from sae_training.architectures import option_defaults, option_types
+    from sae_training.architectures import TRANSCODERS, option_defaults, option_types
     from sae_training.config import format_value, load_yaml, option_flag, to_yaml
 
     types_, defaults = option_types(arch), option_defaults(arch)
@@ -276,9 +280,10 @@ def test_every_architecture_option_round_trips_cli_yaml_python(arch, tmp_path):
     for decay in ("density_decay", "threshold_decay"):  # Mutual / Feature Choice: in [0, 1)
         if decay in options:
             options[decay] = 0.5
-    cfg = TrainConfig(architecture=arch, architecture_config=options)
+    data = {"target_hook": "blocks.1.hook_mlp_out"} if arch in TRANSCODERS else {}
+    cfg = TrainConfig(architecture=arch, architecture_config=options, **data)
     assert cfg.architecture_config == options
-    argv = ["train", "--architecture", arch]
+    argv = ["train", "--architecture", arch] + (["--target-hook", data["target_hook"]] if data else [])
     for name, value in options.items():
         argv += [option_flag(arch, name), format_value(value)]
     from_cli = config_from_args(TrainConfig, build_parser().parse_args(argv))
@@ -293,7 +298,7 @@ def test_every_architecture_option_round_trips_cli_yaml_python(arch, tmp_path):
     cfg.validate()
     # Only the options given are needed; the rest take the architecture's defaults (saved resolved).
     first = next(iter(options))
-    partial = TrainConfig(architecture=arch, architecture_config={first: options[first]})
+    partial = TrainConfig(architecture=arch, architecture_config={first: options[first]}, **data)
     assert partial.architecture_config == {**defaults, first: options[first]}
 
 
@@ -317,7 +322,7 @@ def test_an_option_of_another_architecture_is_refused_by_name(tmp_path):
     with pytest.raises(ConfigError, match=message + " --architecture gsae"):
         config_from_args(TrainConfig, build_parser().parse_args(["train", "--gsae.beta", "0.5"]))
     with pytest.raises(ConfigError, match=r"beta is not an option of architecture matryoshka \(its options: "
-                                          r"group_fractions, n_sampled_prefixes\)"):  # fmt: skip
+                                          r"group_fractions, n_sampled_prefixes, prefix_loss\)"):  # fmt: skip
         TrainConfig(architecture="matryoshka", architecture_config={"beta": 0.5}).validate()
     path = tmp_path / "run.yaml"  # the YAML names gsae, the command line switches to topk
     path.write_text("architecture: gsae\narchitecture_config: {beta: 0.5}\n")
