@@ -401,14 +401,15 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   single head 0.873; the complement gives 0.001, so the circuit is complete.
 # * **Dictionary features (step 6)**: the shipped transcoders of MLP 0 and MLP 2 and the layer-0
 #   attention SAE (L0H7's layer), spliced in together, split each component's AtP exactly into latents
-#   plus an error node (largest gap 1.9e-08). Latents carry 0.227 of MLP 0's 0.303, 0.099 of MLP 2's
-#   0.130 and 0.215 of the attention output's 0.336; attention-SAE latent 187 alone carries 0.114, and
-#   it and latent 103 (0.061) are written mainly by L0H7 (decoder share 46 % / 36 %). **YY-range
+#   plus an error node (largest gap 2e-08). Latents carry 0.240 of MLP 0's 0.303, 0.109 of MLP 2's
+#   0.130 and 0.268 of the attention output's 0.336; attention-SAE latent 414 alone carries 0.110, and
+#   it and latent 332 (0.075) are written mainly by L0H7 (decoder share 48 % / 32 %). **YY-range
 #   features, as Dunefsky et al. found in GPT-2**: the strongest MLP-0 transcoder latent (364) fires at the
 #   last position only for YY between about 28 and 84 (peak near YY = 60) and the strongest MLP-2 latent
-#   (345) for YY between about 49 and 84 (peak near 70); both are silent for YY below 25 and above 88.
-#   Several top latents (MLP 0 #196 and #430, MLP 2 #345 and #86) have mean activation 0.000 on the
-#   YY = 01 corruptions, so patching them in is part of what restores "later than YY".
+#   (37) for YY between about 49 and 88 (peak near 78); both are silent for YY below 28 and at 97.
+#   Several top latents (MLP 0 #237 and #418, MLP 2 #37, #345, #60 and #210, attention-SAE #414 and #332)
+#   have mean activation 0.000 on the YY = 01 corruptions, so patching them in is part of what restores
+#   "later than YY".
 # * **Edges (step 8)**: exact edge patching of all 3,628 edges (76 s on the shared 2-core machine): the
 #   main path is embed → L0H7.v (0.51) → MLP0.in (0.52) → logits (0.28), with MLP0 also feeding MLPs 1–4,
 #   which write to the logits (0.08–0.12 each). EAP tracks exact patching with Pearson r 0.966 / Spearman

@@ -362,13 +362,13 @@ print(f"notebook ran in {time.perf_counter() - T0:.0f} s")
 #   negative contributions; its complement gives 0.009, so the circuit is also complete.
 # * **Dictionary features (step 6)**: the shipped transcoders of MLP 0 and MLP 2 (the two MLPs activation
 #   patching ranks highest) and the layer-0 attention SAE (L0H2's layer), spliced in together, split each
-#   component's AtP exactly into latents plus an error node (largest gap 1.5e-06). The latents carry most
-#   of the MLPs' attribution — MLP 0: 5.21 of 6.89 (error node 1.68), MLP 2: 0.23 of 0.43 — but less of
-#   the attention output's: 2.17 of 5.83, the error node 3.66 (explained variance of the attention SAE
-#   0.72, of the transcoders 0.88 / 0.89). No single latent dominates: the strongest, attention-SAE latent
-#   189, carries 0.24 and MLP-0 latent 244 0.20; all of the top latents peak at the final " to". The
-#   attention SAE's top latents are written mainly by L0H2 (decoder share
-#   37–55 %), so the dictionary sees the same head that activation patching found.
+#   component's AtP exactly into latents plus an error node (largest gap 2.1e-07). The latents carry most
+#   of the MLPs' attribution — MLP 0: 5.55 of 6.89 (error node 1.35), MLP 2: 0.22 of 0.43 — but less of
+#   the attention output's: 2.55 of 5.83, the error node 3.28 (explained variance of the attention SAE
+#   0.72, of the transcoders 0.88 / 0.905). No single latent dominates: the strongest, MLP-0 latent 244,
+#   carries 0.25 and attention-SAE latent 380 0.20; all of the top latents peak at the final " to". The
+#   attention SAE's top latents are written mainly by L0H2 (decoder share 50–56 %), so the dictionary sees
+#   the same head that activation patching found.
 # * **Edges (step 8)**: exact edge patching of all 3,628 edges (82 s on the shared 2-core machine) puts
 #   the circuit on one path, embed → L0H2.v (10.9) → MLP0.in (10.9) → logits (8.0); EAP tracks it with
 #   Pearson r 0.995 / Spearman 0.975, EAP-IG (5 steps) 0.997 / 0.718; the top 50 edges of any of the three

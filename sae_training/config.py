@@ -20,20 +20,20 @@ from typing import Any, Literal
 
 import yaml
 
-Architecture = Literal[
-    "topk",
-    "gsae",
-    "mutual_choice",
-    "feature_choice",
-    "abstopk",
-    "matryoshka",
-    "transcoder",
-    "skip_transcoder",
-]
-ARCHITECTURE_NAMES = (
-    "topk", "gsae", "mutual_choice", "feature_choice", "abstopk", "matryoshka", "transcoder",
-    "skip_transcoder",
-)  # fmt: skip
+LEGACY_FLAT_OPTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "gsae_beta": (("gsae",), "beta"),
+    "matryoshka_group_fractions": (("matryoshka",), "group_fractions"),
+    "matryoshka_sampled_prefixes": (("matryoshka",), "n_sampled_prefixes"),
+    "zipf_alpha": (("mutual_choice", "feature_choice"), "zipf_alpha"),
+}
+"""Flat run-config keys of earlier versions -> (the architectures they belonged to, the nested option)."""
+
+
+def _registry():
+    """The architecture registry (imports sae-lens and torch, hence not at module import)."""
+    from sae_training.architectures import registry
+
+    return registry
 
 
 class ConfigError(ValueError):
@@ -120,8 +120,13 @@ class TrainConfig(DataConfig):
     """What a transcoder reconstructs, e.g. blocks.1.hook_mlp_out (required for transcoders only)."""
     head_index: int | None = None
     """With a hook_z hook: train on this one head's output (a small per-head dictionary)."""
-    architecture: Architecture = "topk"
-    """One of topk, gsae, mutual_choice, feature_choice, abstopk, matryoshka, transcoder, skip_transcoder."""
+    architecture: str = "topk"
+    """A registered architecture: topk, gsae, mutual_choice, feature_choice, abstopk, matryoshka,
+    transcoder, skip_transcoder (sae_training/architectures; a new one registers itself)."""
+    architecture_config: dict[str, Any] = field(default_factory=dict)
+    """The architecture's own options (its config's ``options``), nested: in YAML
+    ``architecture_config: {beta: 0.5}``, on the command line ``--gsae.beta 0.5`` (listed below per
+    architecture). Missing options take the architecture's defaults; each is checked by its type."""
     width: int = 1024
     """Number of latents (d_sae)."""
     k: int = 32
@@ -130,18 +135,14 @@ class TrainConfig(DataConfig):
     """Latents in the AuxK / aux_zipf loss per token (None: d_in // 2)."""
     aux_coefficient: float = 1 / 32
     """Weight of the AuxK / aux_zipf loss."""
-    dead_tokens: int = 200_000
-    """A latent that has not fired for this many training tokens counts as dead (AuxK, dead %)."""
-    gsae_beta: float = 1.0
-    """g-SAE: weight of the gradient term in the selection score."""
-    matryoshka_group_fractions: list[float] = field(
-        default_factory=lambda: [1 / 16, 1 / 16, 1 / 8, 1 / 4, 1 / 2]
-    )
-    """Matryoshka: group sizes as fractions of the width (width * fraction must be whole; sum 1)."""
-    matryoshka_sampled_prefixes: int = 0
-    """Matryoshka: if > 0, draw this many random prefix widths per batch instead of the fixed groups."""
-    zipf_alpha: float = 1.0
-    """Mutual / Feature Choice: exponent of the Zipf target densities for aux_zipf_loss."""
+    dead_tokens: int = 20_480
+    """A latent that has not fired for this many training tokens counts as dead (AuxK, dead %). 20,480 is
+    Bussmann et al.'s reference setting (BatchTopK / Matryoshka code: n_batches_to_dead 5 at batch 4096);
+    200,000 (earlier versions) let latents silent on held-out text escape AuxK in short runs."""
+    resample_every: int = 0
+    """Every this many steps, until the learning rate starts to decay, re-initialise the latents dead by
+    dead_tokens on the batch's worst-reconstructed tokens (Anthropic's resampling, Bricken et al. 2023; in
+    Dunefsky et al.'s transcoder code). 0: never (AuxK alone)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """Initial decoder bias (b_pre): geometric median or mean of the first batch (of the target for
     transcoders)."""
@@ -187,18 +188,57 @@ class TrainConfig(DataConfig):
     dtype: Literal["float32", "float64"] = "float32"
     """Dictionary parameter dtype."""
 
+    def __post_init__(self) -> None:
+        # The nested options are resolved on construction (defaults filled in, values converted to their
+        # types), so the saved config, checkpoints and resume checks see every option. Unknown names and
+        # architectures are left for validate(), which names them.
+        if not isinstance(self.architecture_config, dict):
+            return
+        reg = _registry()
+        if self.architecture not in reg.ARCHITECTURES:
+            return
+        types_ = reg.option_types(self.architecture)
+        resolved = reg.option_defaults(self.architecture)
+        for key, value in self.architecture_config.items():
+            resolved[key] = check_value(value, types_[key], key, self._where()) if key in types_ else value
+        self.architecture_config = resolved
+
+    def _where(self) -> str:
+        return f"architecture_config of {self.architecture}"
+
     def validate(self) -> None:
         """Checks that need no model; raises ConfigError saying what to change."""
         self.validate_data()
+        reg = _registry()
+        if self.architecture not in reg.ARCHITECTURES:
+            raise ConfigError(
+                f"architecture = {self.architecture!r}: choose one of {', '.join(reg.ARCHITECTURES)}"
+            )
+        if not isinstance(self.architecture_config, dict):
+            raise ConfigError(
+                f"architecture_config = {self.architecture_config!r}: expected a mapping of option: value"
+            )
+        types_ = reg.option_types(self.architecture)
+        unknown = sorted(set(self.architecture_config) - set(types_))
+        if unknown:
+            valid = ", ".join(types_) or "none"
+            raise ConfigError(
+                f"architecture_config: {', '.join(unknown)} is not an option of architecture "
+                f"{self.architecture} (its options: {valid})"
+            )
+        problem = reg.ARCHITECTURES[self.architecture][1].check_options(
+            self.architecture_config, self.width, self.k
+        )
+        if problem:
+            raise ConfigError(problem)
         positive = {"lr": self.lr, "batch_size": self.batch_size, "dead_tokens": self.dead_tokens,
-                    "log_every": self.log_every, "buffer_tokens": self.buffer_tokens,
-                    "zipf_alpha": self.zipf_alpha}  # fmt: skip
+                    "log_every": self.log_every, "buffer_tokens": self.buffer_tokens}  # fmt: skip
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be > 0")
-        non_negative = {"aux_coefficient": self.aux_coefficient, "gsae_beta": self.gsae_beta,
-                        "checkpoint_every": self.checkpoint_every, "lr_warmup_steps": self.lr_warmup_steps,
-                        "matryoshka_sampled_prefixes": self.matryoshka_sampled_prefixes}  # fmt: skip
+        non_negative = {"aux_coefficient": self.aux_coefficient, "checkpoint_every": self.checkpoint_every,
+                        "lr_warmup_steps": self.lr_warmup_steps,
+                        "resample_every": self.resample_every}  # fmt: skip
         for name, value in non_negative.items():
             if value < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} {value}: must be >= 0")
@@ -209,16 +249,11 @@ class TrainConfig(DataConfig):
                 raise ConfigError(f"--{name.replace('_', '-')} {beta}: must be in [0, 1)")
         if self.resume and self.overwrite:
             raise ConfigError("--resume and --overwrite contradict each other: pick one")
-        if self.architecture not in ARCHITECTURE_NAMES:
-            raise ConfigError(
-                f"architecture {self.architecture!r} is unknown; "
-                f"choose one of {', '.join(ARCHITECTURE_NAMES)}"
-            )
         if self.width <= 0 or self.k <= 0:
             raise ConfigError(f"width ({self.width}) and k ({self.k}) must be positive")
         if self.k > self.width:
             raise ConfigError(f"k={self.k} is larger than width={self.width}: lower k or raise width")
-        is_transcoder = self.architecture in ("transcoder", "skip_transcoder")
+        is_transcoder = self.is_transcoder
         if is_transcoder and not self.target_hook:
             raise ConfigError(
                 f"architecture {self.architecture} needs target_hook (what it reconstructs), e.g. "
@@ -229,22 +264,8 @@ class TrainConfig(DataConfig):
                 f"target_hook is set but architecture {self.architecture} reconstructs its own input; "
                 "use architecture=transcoder or skip_transcoder, or drop target_hook"
             )
-        if self.architecture == "matryoshka" and self.matryoshka_sampled_prefixes == 0:
-            fracs = self.matryoshka_group_fractions
-            sizes = [f * self.width for f in fracs]
-            if any(abs(s - round(s)) > 1e-6 or round(s) < 1 for s in sizes) or abs(sum(fracs) - 1) > 1e-6:
-                denom = max(round(1 / f) for f in fracs if f > 0)
-                raise ConfigError(
-                    f"width {self.width} is not divisible into the Matryoshka groups {fracs} (each "
-                    "width*fraction "
-                    "must be a whole number >= 1 and the fractions must sum to 1): use a width that "
-                    "is a multiple "
-                    f"of {denom}, or change matryoshka_group_fractions"
-                )
         if self.head_index is not None and not self.hook.endswith("attn.hook_z"):
             raise ConfigError(f"head_index is only meaningful with an attn.hook_z hook, not {self.hook}")
-        if self.architecture == "gsae" and self.cache_dir is None and self.model_batch_size < 1:
-            raise ConfigError("model_batch_size must be >= 1")
         if self.batch_size < 1 or self.total_tokens < self.batch_size:
             raise ConfigError(
                 f"total_tokens ({self.total_tokens}) must be at least one batch ({self.batch_size})"
@@ -264,7 +285,15 @@ class TrainConfig(DataConfig):
 
     @property
     def is_transcoder(self) -> bool:
-        return self.architecture in ("transcoder", "skip_transcoder")
+        """The architecture reconstructs ``target_hook`` (its config's ``reads_target``)."""
+        arch = _registry().ARCHITECTURES.get(self.architecture)
+        return bool(arch and arch[1].reads_target)
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Training reads dL/d(input) per token (its config's ``needs_gradients``: g-SAE)."""
+        arch = _registry().ARCHITECTURES.get(self.architecture)
+        return bool(arch and arch[1].needs_gradients)
 
     def default_run_name(self) -> str:
         return self.run_name or f"{self.architecture}-{self.width}-k{self.k}"
@@ -492,6 +521,8 @@ def add_config_arguments(parser, cls: type) -> None:
     )
     types_ = field_types(cls)
     for f in fields(cls):
+        if f.name == "architecture_config":
+            continue  # one option per architecture, below
         flag = "--" + f.name.replace("_", "-")
         parser.add_argument(
             flag,
@@ -500,10 +531,72 @@ def add_config_arguments(parser, cls: type) -> None:
             metavar=type_label(types_[f.name]),
             help=f"{docs.get(f.name, '')} [default: {format_value(_field_default(f))}]".replace("%", "%%"),
         )
+    if "architecture_config" in types_:
+        add_architecture_arguments(parser)
+
+
+def option_flag(architecture: str, option: str) -> str:
+    """``--gsae.beta``, ``--matryoshka.group-fractions``: one architecture's option on the command line."""
+    return f"--{architecture.replace('_', '-')}.{option.replace('_', '-')}"
+
+
+def add_architecture_arguments(parser) -> None:
+    """``--<architecture>.<option>`` for every registered architecture's options (a group each), plus the
+    flat flags of earlier versions (hidden; they warn and name the new flag)."""
+    import argparse
+
+    reg = _registry()
+    for name, (_, config) in reg.ARCHITECTURES.items():
+        types_ = reg.option_types(name)
+        if not types_:
+            continue
+        docs = field_docs(config)
+        defaults = reg.option_defaults(name)
+        group = parser.add_argument_group(
+            f"{name} options (--architecture {name}; YAML: architecture_config: {{option: value}})"
+        )
+        for option, tp in types_.items():
+            group.add_argument(
+                option_flag(name, option),
+                dest=f"{name}.{option}",
+                default=None,
+                metavar=type_label(tp),
+                help=f"{docs.get(option, '')} [default: {format_value(defaults[option])}]".replace("%", "%%"),
+            )
+    for legacy in LEGACY_FLAT_OPTIONS:
+        parser.add_argument("--" + legacy.replace("_", "-"), dest=f"legacy.{legacy}", help=argparse.SUPPRESS)
+
+
+def _legacy_option(key: str, value: Any, architecture: str, where: str, flag: bool) -> tuple[str, Any] | None:
+    """A flat key of earlier versions (``gsae_beta: 0.5``) as (option, value) of ``architecture``, with a
+    FutureWarning naming the nested form; None (dropped) when it belongs to another architecture and holds
+    that option's default (as every old train_config.yaml does); ConfigError when it would be ignored."""
+    import warnings
+
+    owners, option = LEGACY_FLAT_OPTIONS[key]
+    shown = "--" + key.replace("_", "-") if flag else key
+    owner = architecture if architecture in owners else owners[0]
+    new = option_flag(owner, option) if flag else f"architecture_config: {{{option}: ...}}"
+    if architecture not in owners:
+        reg = _registry()
+        default = reg.option_defaults(owners[0])[option]
+        if value == default:
+            return None
+        raise ConfigError(
+            f"{where}: {shown} is an option of {' / '.join(owners)}, not of architecture {architecture}; "
+            f"drop it, or set --architecture {owners[0]} and write {new}"
+        )
+    warnings.warn(
+        f"{where}: {shown} is deprecated; write {new} (architecture {architecture})",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return option, value
 
 
 def config_from_args(cls: type, args) -> Any:
-    """Defaults, then the YAML file, then command-line options."""
+    """Defaults, then the YAML file, then command-line options (``--<architecture>.<option>`` into the
+    nested ``architecture_config``)."""
     values: dict[str, Any] = {}
     if getattr(args, "config", None):
         values.update(load_yaml(args.config, cls))
@@ -512,7 +605,37 @@ def config_from_args(cls: type, args) -> Any:
         raw = getattr(args, f.name, None)
         if raw is not None:
             values[f.name] = parse_text(raw, types_[f.name], f.name)
+    if "architecture_config" in types_:
+        architecture = values.get("architecture", _field_default(cls.__dataclass_fields__["architecture"]))
+        nested = dict(values.get("architecture_config") or {})
+        nested.update(_options_from_args(args, architecture))
+        values["architecture_config"] = nested
     return cls(**values)
+
+
+def _options_from_args(args, architecture: str) -> dict[str, Any]:
+    """The ``--<architecture>.<option>`` (and legacy flat) flags given, parsed by type; ConfigError for an
+    option of another architecture than the one chosen."""
+    reg = _registry()
+    out: dict[str, Any] = {}
+    for dest, raw in vars(args).items():
+        if raw is None or "." not in dest:
+            continue
+        owner, option = dest.split(".", 1)
+        if owner == "legacy":
+            owners, nested = LEGACY_FLAT_OPTIONS[option]
+            tp = reg.option_types(owners[0])[nested]
+            got = _legacy_option(option, parse_text(raw, tp, option), architecture, "command line", True)
+            if got is not None:
+                out.setdefault(*got)
+            continue
+        if owner != architecture:
+            raise ConfigError(
+                f"{option_flag(owner, option)} is an option of architecture {owner}, but the architecture "
+                f"is {architecture}: drop it or pass --architecture {owner}"
+            )
+        out[option] = parse_text(raw, reg.option_types(owner)[option], f"{owner}.{option}")
+    return out
 
 
 def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
@@ -529,6 +652,26 @@ def load_yaml(path: str | Path, cls: type) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of field: value")
     known = {f.name for f in fields(cls)}
+    where = f"--config {path}"
+    if "architecture_config" in known:
+        architecture = data.get("architecture", _field_default(cls.__dataclass_fields__["architecture"]))
+        nested = data.get("architecture_config") or {}
+        if not isinstance(nested, dict):
+            raise ConfigError(
+                f"{where}: architecture_config = {nested!r}: expected a mapping of option: value"
+            )
+        for key in [k for k in data if k in LEGACY_FLAT_OPTIONS]:
+            got = _legacy_option(key, data.pop(key), str(architecture), where, False)
+            if got is not None:
+                nested.setdefault(*got)
+        reg = _registry()
+        if architecture in reg.ARCHITECTURES:
+            types_ = reg.option_types(architecture)
+            nested = {
+                k: check_value(v, types_[k], k, f"{where}: architecture_config") if k in types_ else v
+                for k, v in nested.items()
+            }
+        data["architecture_config"] = nested
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(

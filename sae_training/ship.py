@@ -33,6 +33,20 @@ CACHE_TOKENS = 262_144
 """Tokens cached once (activations at every hook of the set, with LM-loss gradients for g-SAE)."""
 EVAL_CONTEXTS = 64
 """Held-out contexts of the eval written beside each dictionary."""
+DEAD_TOKENS = 20_480
+"""AuxK's dead window (10 steps of 2048): Bussmann et al.'s reference n_batches_to_dead 5 at batch 4096.
+The earlier 200,000 (98 steps) left 18-50 % of the transcoders' and 22 % of Matryoshka's latents silent on
+the eval tokens; see the README's dead-fraction table."""
+TRANSCODER_AUX_COEFFICIENT = 1.0
+"""AuxK weight for the transcoders (the SAEs keep Gao et al.'s 1/32). Measured on MLP 1 (600 steps, eval
+window 4,032 tokens): alpha 1/32 -> 1/4 -> 1 -> 4 gave FVU 0.085 / 0.082 / 0.078 / 0.078 and silent
+latents 43 / 23 / 14 / 15 %: a transcoder's dead latents must find an input direction that predicts an
+output residual (no tied encoder to start them near it), and the SAE-tuned weight is too weak for that."""
+TRANSCODER_DEAD_TOKENS = 4_096
+"""AuxK's dead window for the transcoders (2 steps). Measured with weight 1: at 20,480 tokens MLP 1 / MLP 5
+kept 14 % / 13 % of their latents silent on the eval tokens (FVU 0.078 / 0.081), at 4,096 3.5 % / 1.2 %
+(FVU 0.075 / 0.079): their rare latents fire every few thousand tokens and only a window that short hands
+them AuxK's gradient."""
 LR = 3e-3
 """With unit-norm decoders 1e-3 learns slowly in a 600-step run: after 100 steps from the ship cache, 3e-3
 gave FVU 0.18 vs 0.26 (topk), 0.21 vs 0.38 (a transcoder), 0.23 vs 0.32 (attention SAE)."""
@@ -46,15 +60,16 @@ def ship_configs(model: str = "ck-6l", total_tokens: int | None = None) -> list[
     n_layers = zoo.BUILTIN[name].n_layers if name in zoo.BUILTIN else 4
     base = TrainConfig(
         model=name, width=512, k=16, batch_size=2048, total_tokens=total_tokens or TOTAL_TOKENS, lr=LR,
-        context_size=64, model_batch_size=64, buffer_tokens=32_768, dead_tokens=200_000, checkpoint_every=0,
-        progress=True, log_every=25,
+        context_size=64, model_batch_size=64, buffer_tokens=32_768, dead_tokens=DEAD_TOKENS,
+        checkpoint_every=0, progress=True, log_every=25,
     )  # fmt: skip
     resid = f"blocks.{RESID_LAYER}.hook_resid_post"
     out = [replace(base, hook=resid, architecture=a, run_name=a) for a in
            ("topk", "gsae", "mutual_choice", "feature_choice", "abstopk", "matryoshka")]  # fmt: skip
     out += [
         replace(base, hook=f"blocks.{layer}.ln2.hook_normalized", target_hook=f"blocks.{layer}.hook_mlp_out",
-                architecture="transcoder", run_name="transcoder")
+                architecture="transcoder", run_name="transcoder", aux_coefficient=TRANSCODER_AUX_COEFFICIENT,
+                dead_tokens=TRANSCODER_DEAD_TOKENS)
         for layer in range(n_layers)
     ]  # fmt: skip
     out += [

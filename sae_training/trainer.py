@@ -9,6 +9,7 @@ step, write a checkpoint and stop.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -90,13 +91,7 @@ def build_dictionary(
         kw["d_out"] = d_out
     elif d_out != d_in:
         raise ConfigError(f"d_in mismatch: input width {d_in} != target width {d_out} for a non-transcoder")
-    if cfg.architecture == "gsae":
-        kw["beta"] = cfg.gsae_beta
-    if cfg.architecture == "matryoshka":
-        kw["group_fractions"] = list(cfg.matryoshka_group_fractions)
-        kw["n_sampled_prefixes"] = cfg.matryoshka_sampled_prefixes
-    if cfg.architecture in ("mutual_choice", "feature_choice"):
-        kw["zipf_alpha"] = cfg.zipf_alpha
+    kw.update(copy.deepcopy(cfg.architecture_config))  # the architecture's own options (its config's fields)
     if cfg.hook.endswith("attn.hook_z") and cfg.head_index is None:
         kw["reshape_activations"] = "hook_z"
     sae_cfg = config_cls(**kw)
@@ -106,6 +101,13 @@ def build_dictionary(
     torch.manual_seed(cfg.seed)
     sae = trainer_cls(sae_cfg)
     return sae.to(device)
+
+
+def resample_due(step: int, cfg: TrainConfig) -> bool:
+    """Resample after ``step`` optimiser steps: every ``resample_every``, until the lr decay starts."""
+    if not cfg.resample_every or step % cfg.resample_every:
+        return False
+    return step < int(cfg.n_steps * (1 - cfg.lr_decay_fraction))
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -126,12 +128,12 @@ def make_source(cfg: TrainConfig, model, info: DistInfo, device: torch.device):
     if cfg.cache_dir:
         return CachedActivations(
             cfg.cache_dir, cfg.hook, target_hook=cfg.target_hook, head_index=cfg.head_index,
-            with_gradients=cfg.architecture == "gsae", batch_size=cfg.batch_size, seed=cfg.seed,
+            with_gradients=cfg.needs_gradients, batch_size=cfg.batch_size, seed=cfg.seed,
             rank=info.rank, world_size=info.world_size, device=device,
         )  # fmt: skip
     return ShufflingBuffer(
         model, cfg.hook, target_hook=cfg.target_hook, head_index=cfg.head_index,
-        with_gradients=cfg.architecture == "gsae", text=cfg.text, text_column=cfg.text_column,
+        with_gradients=cfg.needs_gradients, text=cfg.text, text_column=cfg.text_column,
         context_size=cfg.context_size, model_batch_size=cfg.model_batch_size,
         buffer_tokens=cfg.buffer_tokens // info.world_size, batch_size=local_batch,
         seed=cfg.seed, device=device, lean_forward=cfg.lean_forward,
@@ -312,9 +314,9 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
             raise ConfigError(
                 f"target_hook {cfg.target_hook!r} is not in the cache (it holds {cache_meta['hooks']})"
             )
-        if cfg.architecture == "gsae" and not cache_meta["with_gradients"]:
+        if cfg.needs_gradients and not cache_meta["with_gradients"]:
             raise ConfigError(
-                f"g-SAE needs gradients but cache {cfg.cache_dir} has none: re-run `cache` with "
+                f"{cfg.architecture} needs gradients but cache {cfg.cache_dir} has none: re-run `cache` with "
                 "--with-gradients true"
             )
         width = cache_meta["widths"][cfg.hook]
@@ -418,6 +420,18 @@ def train(cfg: TrainConfig, *, model=None, stop_after_steps: int | None = None) 
                 tokens_since_fired += cfg.batch_size
                 tokens_since_fired[fired] = 0
             step += 1
+            if resample_due(step, cfg):
+                # Every process resamples from the gathered batch with the same generator: identical.
+                target = batch.target if batch.target is not None else batch.x
+                gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+                n = sae.resample_dead(
+                    tokens_since_fired >= cfg.dead_tokens, all_gather_rows(batch.x, info),
+                    all_gather_rows(target, info), optimizer, gen,
+                )  # fmt: skip
+                if n:
+                    tokens_since_fired[:] = torch.where(
+                        tokens_since_fired >= cfg.dead_tokens, 0, tokens_since_fired
+                    )
             # On the training device: NCCL all-reduces CUDA tensors only.
             stop_now = torch.tensor(
                 [1 if stop.signum is not None or step == stop_after_steps else 0], device=device

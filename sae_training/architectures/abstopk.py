@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE, StepInput
+from sae_training.architectures.registry import register_architecture
 from sae_training.architectures.sparse_ops import per_token_topk
 
 
@@ -42,3 +43,6 @@ class AbsTopKTrainer(SparseCoderTrainingSAE):
 
     def aux_scores(self, pre: Tensor) -> Tensor:
         return pre.abs()
+
+
+register_architecture("abstopk", AbsTopKTrainer, AbsTopKConfig)

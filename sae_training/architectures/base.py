@@ -14,7 +14,7 @@ sae-lens's names and shapes (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_out]``, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -57,6 +57,20 @@ class SparseCoderTrainingConfig(TrainingSAEConfig):
     fit_encoder_scale: bool = True
     """Scale the tied encoder (W_enc = s * W_dec^T) so the first batch's initial reconstruction has the
     least-squares scale (see ``fit_encoder_scale``). False keeps s = 1 (plain tied init)."""
+
+    options: ClassVar[tuple[str, ...]] = ()
+    """This architecture's own fields that a run sets (the run config's nested ``architecture_config``,
+    ``--<architecture>.<option>`` on the command line); the other fields come from the shared run config."""
+    reads_target: ClassVar[bool] = False
+    """True for transcoders: the dictionary reconstructs ``target_hook``, not its input."""
+    needs_gradients: ClassVar[bool] = False
+    """True when training needs dL/d(input) per token (g-SAE)."""
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], width: int, k: int) -> str | None:
+        """What is wrong with these option values for this width and k (a message naming the fix), or
+        None. Called before any work, by the run config's ``validate``."""
+        return None
 
     @classmethod
     def architecture(cls) -> str:  # pragma: no cover - abstract in practice
@@ -300,6 +314,61 @@ class SparseCoderTrainingSAE(TrainingSAE[Any]):
         selected[rows, sub_cols] = True
         acts = self.nonlinearity(pre) * selected
         return acts @ self.W_dec.index_select(0, candidates)
+
+    # ---- resampling dead latents (Bricken et al. 2023) ------------------------------------------------
+    @torch.no_grad()
+    def resample_dead(
+        self,
+        dead: Tensor,
+        x: Float[Tensor, "n d_in"],
+        target: Float[Tensor, "n d_out"],
+        optimizer: torch.optim.Optimizer | None,
+        generator: torch.Generator,
+    ) -> int:
+        """Re-initialise the ``dead`` latents on the inputs this dictionary reconstructs worst.
+
+        Anthropic's resampling (Bricken et al. 2023, "Towards Monosemanticity"; Dunefsky et al.'s
+        transcoder code runs it too): draw tokens with probability proportional to their squared
+        reconstruction error; each dead latent gets one token's normalised residual as its decoder row and
+        the token's centred input as its encoder column, at the mean norm of the live columns (Anthropic
+        use 0.2 x that norm under an L1 penalty; under TopK a latent must out-score live ones for a slot)
+        and a bias that centres it on the batch; its Adam moments are reset. Returns how many latents were
+        resampled. Same result on every DDP process when given the gathered batch and one seed.
+        """
+        idx = dead.nonzero().squeeze(1)
+        if idx.numel() == 0 or idx.numel() == self.cfg.d_sae:
+            return 0
+        x = x.to(self.dtype)
+        target = target.to(self.dtype)
+        code, x_centered, _ = self.sparse_encode(x)
+        residual = target - self.reconstruct(code, x)
+        weights = residual.pow(2).sum(-1)
+        if not bool((weights > 0).any()):
+            return 0
+        n = min(idx.numel(), int((weights > 0).sum()))
+        idx = idx[:n]
+        rows = torch.multinomial(weights.cpu(), n, replacement=False, generator=generator).to(x.device)
+        center = x_centered.mean(0)
+        enc_dirs = x_centered[rows] - center
+        enc_dirs /= enc_dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        dec_dirs = residual[rows] / residual[rows].norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        alive = torch.ones(self.cfg.d_sae, dtype=torch.bool, device=x.device)
+        alive[idx] = False
+        scale = self.W_enc[:, alive].norm(dim=0).mean()
+        self.W_dec.data[idx] = dec_dirs
+        self.W_enc.data[:, idx] = enc_dirs.T * scale
+        self.b_enc.data[idx] = -(center @ self.W_enc.data[:, idx])
+        if optimizer is not None:
+            for param, index in (
+                (self.W_dec, (idx,)),
+                (self.W_enc, (slice(None), idx)),
+                (self.b_enc, (idx,)),
+            ):
+                state = optimizer.state.get(param, {})
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        state[key][index] = 0.0
+        return n
 
     # ---- unit-norm decoder (Gao et al. 2024 section 2.4) -------------------------------------------
     @torch.no_grad()

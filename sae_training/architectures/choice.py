@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -37,6 +38,7 @@ from sae_training.architectures.base import (
     SparseCoderTrainingSAE,
     StepInput,
 )
+from sae_training.architectures.registry import register_architecture
 from sae_training.architectures.sparse_ops import SparseCode, sort_by_row
 from sae_training.distributed import all_gather_rows, all_reduce_sum
 
@@ -53,6 +55,17 @@ class ChoiceConfig(SparseCoderTrainingConfig):
     """Decay of the running inference threshold per step. 0.9 (a ~10-step window): the thresholds must
     follow the weights; at 0.99 a 40-step run saved Mutual Choice thresholds that fired 10.7 latents per
     token where training selected 8."""
+
+    options: ClassVar[tuple[str, ...]] = ("zipf_alpha", "density_decay", "threshold_decay")
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], width: int, k: int) -> str | None:
+        if not options["zipf_alpha"] > 0:
+            return f"zipf_alpha {options['zipf_alpha']}: must be > 0"
+        for name in ("density_decay", "threshold_decay"):
+            if not 0 <= options[name] < 1:
+                return f"{name} {options[name]}: must be in [0, 1)"
+        return None
 
     @classmethod
     def inference_architecture(cls) -> str:
@@ -224,3 +237,7 @@ class FeatureChoiceTrainer(_ChoiceTrainer):
             self._cutoff = torch.topk(per_latent, m, dim=-1, sorted=False).values.min(-1).values
             rows, cols = (pre >= self._cutoff).nonzero(as_tuple=True)
             return rows, cols
+
+
+register_architecture("mutual_choice", MutualChoiceTrainer, MutualChoiceConfig)
+register_architecture("feature_choice", FeatureChoiceTrainer, FeatureChoiceConfig)

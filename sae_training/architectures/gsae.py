@@ -15,6 +15,7 @@ load, as ``GradientTopKSAE``, after ``import sae_training``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -22,6 +23,7 @@ from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 from torch import Tensor
 
 from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE, StepInput
+from sae_training.architectures.registry import register_architecture
 from sae_training.architectures.sparse_ops import per_token_topk
 
 
@@ -43,6 +45,13 @@ class GradientTopKConfig(SparseCoderTrainingConfig):
 
     beta: float = 1.0
     """Weight of the gradient term in the selection score."""
+
+    options: ClassVar[tuple[str, ...]] = ("beta",)
+    needs_gradients: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], width: int, k: int) -> str | None:
+        return None if options["beta"] >= 0 else f"--gsae.beta {options['beta']}: must be >= 0"
 
     @classmethod
     def architecture(cls) -> str:
@@ -125,3 +134,12 @@ class GradientTopKSAE(TopKSAE):
     ) -> Float[Tensor, "... d_sae"]:
         """Activations with the g-SAE selection (values are ReLU(pre), as in training)."""
         return encode_with_gradient(self, x, grad, self.cfg.beta)
+
+
+# "gsae" is the name earlier versions saved inference folders under: they still load.
+register_architecture(
+    "gsae",
+    GradientTopKTrainer,
+    GradientTopKConfig,
+    inference=("gsae", GradientTopKSAE, GradientTopKSAEConfig),
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE
+from sae_training.architectures.registry import register_architecture
 
 
 @dataclass
@@ -26,3 +27,6 @@ class TopKTrainer(SparseCoderTrainingSAE):
 
     def __init__(self, cfg: TopKConfig, use_error_term: bool = False):
         super().__init__(cfg, use_error_term)
+
+
+register_architecture("topk", TopKTrainer, TopKConfig)

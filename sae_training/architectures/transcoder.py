@@ -15,13 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from sae_lens.saes.topk_sae import TopK
 from sae_lens.saes.transcoder import SkipTranscoder, SkipTranscoderConfig, Transcoder, TranscoderConfig
 from torch import Tensor, nn
 
-from sae_training.architectures.base import SparseCoderTrainingConfig, SparseCoderTrainingSAE
+from sae_training.architectures.base import (
+    SparseCoderTrainingConfig,
+    SparseCoderTrainingSAE,
+    geometric_median,
+)
+from sae_training.architectures.registry import register_architecture
 from sae_training.architectures.sparse_ops import SparseCode, sparse_decode
 
 TOPK_TRANSCODER = "topk_transcoder (needs `import sae_training`)"
@@ -40,6 +46,16 @@ class TranscoderTrainingConfig(SparseCoderTrainingConfig):
     """Width of the target activation (the MLP output)."""
     apply_b_dec_to_input: bool = False
     """Transcoders subtract nothing from their input (their b_dec lives in the output space)."""
+
+    center_input: bool = True
+    """Start b_enc at -c W_enc with c the geometric median (or mean, as --b-dec-init) of the inputs: the
+    encoder then sees centred inputs at init, as Dunefsky et al.'s transcoders do with an input-side b_dec
+    at the inputs' geometric median. Folded into b_enc, so the saved function is still sae-lens's
+    Transcoder (no input bias). False: b_enc starts at 0 and latents whose direction opposes the inputs'
+    mean start (and often stay) silent."""
+
+    reads_target: ClassVar[bool] = True
+    options: ClassVar[tuple[str, ...]] = ("center_input",)
 
     @classmethod
     def architecture(cls) -> str:
@@ -66,8 +82,20 @@ class SkipTranscoderTrainingConfig(TranscoderTrainingConfig):
 class TranscoderTrainer(SparseCoderTrainingSAE):
     """Sparse MLP replacement: encode the MLP input, decode to the MLP output."""
 
+    cfg: TranscoderTrainingConfig
+
     def __init__(self, cfg: TranscoderTrainingConfig, use_error_term: bool = False):
         super().__init__(cfg, use_error_term)
+
+    @torch.no_grad()
+    def init_biases(self, x: Tensor, target: Tensor, method: str = "geometric_median") -> None:
+        """b_dec at the target's geometric median (or mean); with ``center_input``, b_enc = -c W_enc for
+        the inputs' c (Dunefsky et al. 2024 subtract an input-side b_dec initialised there)."""
+        super().init_biases(x, target, method)
+        if self.cfg.center_input:
+            data = x.to(self.dtype)
+            center = geometric_median(data) if method == "geometric_median" else data.mean(0)
+            self.b_enc.data.copy_(-(center @ self.W_enc))
 
 
 class SkipTranscoderTrainer(TranscoderTrainer):
@@ -130,3 +158,13 @@ class TopKSkipTranscoder(SkipTranscoder):
 
     def get_activation_fn(self) -> Callable[[Tensor], Tensor]:
         return TopK(self.cfg.k)
+
+
+register_architecture(
+    "transcoder", TranscoderTrainer, TranscoderTrainingConfig,
+    inference=(TOPK_TRANSCODER, TopKTranscoder, TopKTranscoderConfig),
+)  # fmt: skip
+register_architecture(
+    "skip_transcoder", SkipTranscoderTrainer, SkipTranscoderTrainingConfig,
+    inference=(TOPK_SKIP_TRANSCODER, TopKSkipTranscoder, TopKSkipTranscoderConfig),
+)  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sae_training.architectures import ARCHITECTURES, StepInput
+from sae_training.architectures.base import geometric_median
 from sae_training.architectures.choice import FeatureChoiceTrainer, zipf_targets
 from sae_training.architectures.gsae import gradient_scores
 from sae_training.architectures.matryoshka import prefix_widths
@@ -157,7 +158,15 @@ def test_matryoshka_loss_includes_every_prefix_and_sums_them():
     out = sae.sparse_training_step(StepInput(x))
     prefixes = [k for k in out.losses if k.startswith("mse_loss_prefix_")]
     assert [int(k.rsplit("_", 1)[1]) for k in prefixes] == [4, 8, 16, 32]
-    assert torch.allclose(out.loss, sum(out.losses.values()))
+    aux = out.losses["auxiliary_reconstruction_loss"]
+    reconstruction = [out.losses[k] for k in [*prefixes, "mse_loss"]]
+    # Mean of the prefix losses, as in Bussmann et al.'s code, so AuxK keeps its weight; "sum" is the old way.
+    assert torch.allclose(out.loss, sum(reconstruction) / 5 + aux)
+    summed = make("matryoshka", d_sae=64, prefix_loss="sum")
+    summed.load_state_dict(sae.state_dict())
+    out_sum = summed.sparse_training_step(StepInput(x))
+    assert torch.allclose(out_sum.loss, sum(out_sum.losses.values()))
+    assert torch.allclose(out_sum.loss - aux, 5 * (out.loss - aux))
     # Narrower prefixes reconstruct no better than the full code here (untrained, random directions).
     assert out.losses["mse_loss_prefix_4"] > 0 and out.losses["mse_loss"] > 0
     sampled = make("matryoshka", d_sae=64, n_sampled_prefixes=3)
@@ -281,3 +290,60 @@ def test_fit_encoder_scale_skips_untied_and_opt_out():
     off = make("topk", fit_encoder_scale=False)
     w = off.W_enc.detach().clone()
     assert off.fit_encoder_scale(x) == 1.0 and torch.equal(off.W_enc, w)
+
+
+@pytest.mark.parametrize("method", ["mean", "geometric_median"])
+def test_transcoder_encoder_sees_centred_inputs_at_init(method):
+    """center_input (default): b_enc = -c W_enc for the inputs' centre c, as Dunefsky et al.'s input-side
+    b_dec; without it, inputs far from the origin push whole latents above or below every other."""
+    x = torch.randn(400, 16) + 4 * torch.randn(16)  # a large shared offset, as LayerNorm outputs have
+    target = torch.randn(400, 12)
+    on, off = make("transcoder"), make("transcoder", center_input=False)
+    off.load_state_dict(on.state_dict())
+    on.init_biases(x, target, method)
+    off.init_biases(x, target, method)
+    center = x.mean(0) if method == "mean" else geometric_median(x)
+    torch.testing.assert_close(on.b_enc, -(center @ on.W_enc))
+    assert torch.equal(off.b_enc, torch.zeros(64))
+    torch.testing.assert_close(on.b_dec, off.b_dec)  # the output bias is the target's either way
+    if method == "mean":
+        pre = x @ on.W_enc + on.b_enc
+        assert pre.mean(0).abs().max() < 1e-4
+    # More latents get selected somewhere in the batch when the inputs are centred.
+    used_on = on.sparse_encode(x)[0].cols.unique().numel()
+    used_off = off.sparse_encode(x)[0].cols.unique().numel()
+    assert used_on > used_off
+
+
+@pytest.mark.parametrize("name", ["topk", "transcoder"])
+def test_resampling_reinitialises_only_the_dead_latents_and_their_adam_state(name):
+    sae = make(name)
+    x = torch.randn(256, 16) + 3.0
+    target = x if name == "topk" else torch.randn(256, 12)
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    sae.sparse_training_step(StepInput(x, target=None if name == "topk" else target)).loss.backward()
+    opt.step()
+    before = {k: v.clone() for k, v in sae.state_dict().items()}
+    dead = torch.zeros(64, dtype=torch.bool)
+    dead[[3, 17, 40]] = True
+    n = sae.resample_dead(dead, x, target, opt, torch.Generator().manual_seed(0))
+    assert n == 3
+    changed_dec = (sae.W_dec != before["W_dec"]).any(-1)
+    changed_enc = (sae.W_enc != before["W_enc"]).any(0)
+    assert torch.equal(changed_dec, dead) and torch.equal(changed_enc, dead)
+    torch.testing.assert_close(sae.W_dec[dead].norm(dim=-1), torch.ones(3))
+    # Encoder columns at the live columns' mean norm; each new latent is centred on the batch.
+    live_norm = before["W_enc"][:, ~dead].norm(dim=0).mean()
+    torch.testing.assert_close(sae.W_enc[:, dead].norm(dim=0), live_norm.expand(3))
+    x_centered = x - sae.b_pre()
+    pre = x_centered @ sae.W_enc[:, dead] + sae.b_enc[dead]
+    torch.testing.assert_close(pre.mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+    moments = {
+        "W_dec": opt.state[sae.W_dec]["exp_avg"],
+        "W_enc": opt.state[sae.W_enc]["exp_avg"].T,  # one row per latent, like the others
+        "b_enc": opt.state[sae.b_enc]["exp_avg"],
+    }
+    for key, moment in moments.items():
+        assert torch.all(moment[dead] == 0) and torch.any(moment[~dead] != 0), key
+    # Nothing dead (or everything dead): nothing to do.
+    assert sae.resample_dead(torch.zeros(64, dtype=torch.bool), x, target, opt, torch.Generator()) == 0

@@ -142,13 +142,24 @@ def test_every_field_has_a_docstring_shown_in_help(cls, capsys):
         build_parser().parse_args([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for name in names:
+        if name == "architecture_config":  # one flag per architecture's option, each with its doc
+            from sae_training.architectures import ARCHITECTURES, option_types
+            from sae_training.config import option_flag
+
+            for arch, (_, config) in ARCHITECTURES.items():
+                for option in option_types(arch):
+                    assert option_flag(arch, option) in text
+                    assert " ".join(field_docs(config)[option].split())[:30] in text
+            continue
         assert "--" + name.replace("_", "-") in text
         assert " ".join(docs[name].split())[:30] in text
 
 
 def test_yaml_then_command_line_overrides(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("architecture: matryoshka\nwidth: 256\nk: 8\nmatryoshka_group_fractions: [0.5, 0.5]\n")
+    path.write_text(
+        "architecture: matryoshka\nwidth: 256\nk: 8\narchitecture_config: {group_fractions: [0.5, 0.5]}\n"
+    )
     args = build_parser().parse_args(
         [
             "train",
@@ -173,7 +184,11 @@ def test_yaml_then_command_line_overrides(tmp_path):
         None,
         3e-4,
     )
-    assert cfg.matryoshka_group_fractions == [0.5, 0.5]
+    assert cfg.architecture_config == {
+        "group_fractions": [0.5, 0.5],
+        "n_sampled_prefixes": 0,
+        "prefix_loss": "mean",
+    }
     path.write_text("widht: 3\n")
     with pytest.raises(ConfigError, match=r"unknown field.*widht"):
         config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
@@ -225,7 +240,11 @@ def test_every_field_round_trips_cli_yaml_python(cls, tmp_path):
 
     types_ = field_types(cls)
     default = cls()
-    values = {f.name: _non_default(types_[f.name], getattr(default, f.name)) for f in dataclasses.fields(cls)}
+    values = {
+        f.name: _non_default(types_[f.name], getattr(default, f.name))
+        for f in dataclasses.fields(cls)
+        if f.name != "architecture_config"  # nested per architecture: the test below
+    }
     cfg = cls(**values)
     command = {TrainConfig: "train", CacheConfig: "cache", EvalConfig: "eval"}[cls]
     argv = [command]
@@ -239,3 +258,97 @@ def test_every_field_round_trips_cli_yaml_python(cls, tmp_path):
     path.write_text(to_yaml(cfg))
     assert cls(**load_yaml(path, cls)) == cfg
     assert cls(**dataclasses.asdict(cfg)) == cfg
+
+
+def _architectures_with_options():
+    from sae_training.architectures import ARCHITECTURES, option_types
+
+    return [name for name in ARCHITECTURES if option_types(name)]
+
+
+@pytest.mark.parametrize("arch", _architectures_with_options())
+def test_every_architecture_option_round_trips_cli_yaml_python(arch, tmp_path):
+    """Each architecture's own options, set to non-default values of their real types, survive
+    ``--<arch>.<option>`` text, the nested YAML ``architecture_config`` and Python, by type."""
+    from sae_training.architectures import TRANSCODERS, option_defaults, option_types
+    from sae_training.config import format_value, load_yaml, option_flag, to_yaml
+
+    types_, defaults = option_types(arch), option_defaults(arch)
+    options = {name: _non_default(tp, defaults[name]) for name, tp in types_.items()}
+    if arch == "matryoshka":  # fractions that divide the default width and sum to 1
+        options["group_fractions"] = [0.25, 0.75]
+    for decay in ("density_decay", "threshold_decay"):  # Mutual / Feature Choice: in [0, 1)
+        if decay in options:
+            options[decay] = 0.5
+    data = {"target_hook": "blocks.1.hook_mlp_out"} if arch in TRANSCODERS else {}
+    cfg = TrainConfig(architecture=arch, architecture_config=options, **data)
+    assert cfg.architecture_config == options
+    argv = ["train", "--architecture", arch] + (["--target-hook", data["target_hook"]] if data else [])
+    for name, value in options.items():
+        argv += [option_flag(arch, name), format_value(value)]
+    from_cli = config_from_args(TrainConfig, build_parser().parse_args(argv))
+    assert from_cli == cfg
+    for name, value in options.items():
+        assert type(from_cli.architecture_config[name]) is type(value), name
+    path = tmp_path / "cfg.yaml"
+    path.write_text(to_yaml(cfg))
+    assert "architecture_config:" in path.read_text()
+    assert TrainConfig(**load_yaml(path, TrainConfig)) == cfg
+    assert TrainConfig(**dataclasses.asdict(cfg)) == cfg
+    cfg.validate()
+    # Only the options given are needed; the rest take the architecture's defaults (saved resolved).
+    first = next(iter(options))
+    partial = TrainConfig(architecture=arch, architecture_config={first: options[first]}, **data)
+    assert partial.architecture_config == {**defaults, first: options[first]}
+
+
+def test_option_values_are_checked_by_type(tmp_path):
+    with pytest.raises(ConfigError, match=r"--gsae.beta 'high': expected a number"):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "--architecture", "gsae",
+                                                                 "--gsae.beta", "high"]))  # fmt: skip
+    path = tmp_path / "run.yaml"
+    path.write_text("architecture: matryoshka\narchitecture_config: {n_sampled_prefixes: 2.5}\n")
+    with pytest.raises(ConfigError, match=rf"--config {path}: architecture_config: n_sampled_prefixes = 2.5"):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+    path.write_text("architecture: gsae\narchitecture_config: {beta: 1}\n")  # an int for a float: 1.0
+    cfg = config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+    assert cfg.architecture_config == {"beta": 1.0} and type(cfg.architecture_config["beta"]) is float
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        TrainConfig(architecture="gsae", architecture_config={"beta": -1.0}).validate()
+
+
+def test_an_option_of_another_architecture_is_refused_by_name(tmp_path):
+    message = r"--gsae.beta is an option of architecture gsae, but the architecture is topk: drop it or pass"
+    with pytest.raises(ConfigError, match=message + " --architecture gsae"):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "--gsae.beta", "0.5"]))
+    with pytest.raises(ConfigError, match=r"beta is not an option of architecture matryoshka \(its options: "
+                                          r"group_fractions, n_sampled_prefixes, prefix_loss\)"):  # fmt: skip
+        TrainConfig(architecture="matryoshka", architecture_config={"beta": 0.5}).validate()
+    path = tmp_path / "run.yaml"  # the YAML names gsae, the command line switches to topk
+    path.write_text("architecture: gsae\narchitecture_config: {beta: 0.5}\n")
+    args = build_parser().parse_args(["train", "--config", str(path), "--architecture", "topk"])
+    with pytest.raises(ConfigError, match="beta is not an option of architecture topk"):
+        config_from_args(TrainConfig, args).validate()
+
+
+def test_flat_keys_of_earlier_versions_warn_and_name_the_nested_form(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("architecture: matryoshka\nwidth: 256\nmatryoshka_sampled_prefixes: 3\n")
+    with pytest.warns(FutureWarning, match=r"matryoshka_sampled_prefixes is deprecated; write "
+                                           r"architecture_config: \{n_sampled_prefixes: ...\}"):  # fmt: skip
+        cfg = config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))
+    assert cfg.architecture_config["n_sampled_prefixes"] == 3
+    with pytest.warns(FutureWarning, match=r"--gsae-beta is deprecated; write --gsae.beta"):
+        cfg = config_from_args(
+            TrainConfig, build_parser().parse_args(["train", "--architecture", "gsae", "--gsae-beta", "0.25"])
+        )
+    assert cfg.architecture_config == {"beta": 0.25}
+    # Every old train_config.yaml holds every flat key at its default: those of other architectures drop.
+    path.write_text("architecture: topk\ngsae_beta: 1.0\nzipf_alpha: 1.0\nmatryoshka_sampled_prefixes: 0\n")
+    assert config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)])) == (
+        TrainConfig(architecture="topk")
+    )
+    path.write_text("architecture: topk\nzipf_alpha: 2.0\n")  # a real setting that would be ignored
+    message = r"zipf_alpha is an option of mutual_choice / feature_choice, not of architecture topk"
+    with pytest.raises(ConfigError, match=message):
+        config_from_args(TrainConfig, build_parser().parse_args(["train", "--config", str(path)]))

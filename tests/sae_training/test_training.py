@@ -30,7 +30,7 @@ def cfg_for(arch: str, cache_dir, out_dir, **kw) -> TrainConfig:
         "dead_tokens": 2048, "lr": 3e-3, "checkpoint_every": 0, "lr_warmup_steps": 5,
     }  # fmt: skip
     if arch == "matryoshka":
-        base["matryoshka_group_fractions"] = [0.25, 0.25, 0.5]
+        base["architecture_config"] = {"group_fractions": [0.25, 0.25, 0.5]}
     return TrainConfig(**{**base, **hooks, **kw})
 
 
@@ -130,7 +130,8 @@ def test_killed_and_resumed_run_equals_uninterrupted(cache_dir, tiny, tmp_path):
 def test_resume_of_on_the_fly_buffer_and_matryoshka_sampling(tiny, tmp_path):
     """The shuffling buffer's unread rows and generator, and per-step sampled prefixes, survive a resume."""
     kw = {
-        "model": "tiny", "hook": RESID, "architecture": "matryoshka", "matryoshka_sampled_prefixes": 2,
+        "model": "tiny", "hook": RESID, "architecture": "matryoshka",
+        "architecture_config": {"n_sampled_prefixes": 2},
         "width": 64, "k": 4, "batch_size": 256, "total_tokens": 256 * 12, "buffer_tokens": 1024,
         "context_size": 32, "model_batch_size": 16, "progress": False, "checkpoint_every": 0,
         "text": "tasks:ioi,filler",
