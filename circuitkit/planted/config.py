@@ -46,6 +46,16 @@ class PlantedConfig:
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25
     """Probability that each non-aligned component is resample-ablated in a row of the strict pass."""
+    strict_start: int = 0
+    """Curriculum: the strictness loss is off before this step (behaviour and IIT train alone)."""
+    strict_ramp: int = 0
+    """Curriculum: steps over which the strictness weight then rises linearly from 0 to ``w_strict``."""
+    w_attn: float = 0.0
+    """Weight of an auxiliary loss on the aligned heads' attention patterns at their positions (cross-
+    entropy to the high-level model's ``attention_targets``, on the behaviour pass); 0: off."""
+    iit_node_weights: tuple[float, ...] | None = None
+    """Relative frequency with which each aligned node (high-level model's order) is the IIT
+    intervention of a row; None: uniform."""
     lr: float = 2e-3
     """Peak learning rate (AdamW), linear warm-up then cosine decay to 10 %."""
     warmup: int = 100

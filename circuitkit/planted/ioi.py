@@ -120,6 +120,27 @@ class IOIHighLevel:
             layout=template,
         )
 
+    # --- where the aligned heads look (optional auxiliary loss, PlantedConfig.w_attn) ---------------------
+    def attention_targets(self, batch: AlignedBatch) -> dict[str, Float[Tensor, "batch pos"]]:
+        """Each aligned head's attention pattern at its own position under the high-level model (Wang et
+        al.'s roles): the duplicate-token head at S2 attends to the earlier occurrence of S2's name (BOS
+        when S2 repeats neither slot), the S-inhibition head at END to S2, the name movers at END to the
+        slot of the name they move (half on each slot when nothing is inhibited)."""
+        v, pos = batch.variables, batch.positions
+        b, n_pos = batch.tokens.shape
+        rows = torch.arange(b, device=batch.tokens.device)
+        in1, in2 = v["S2"] == v["slot1"], v["S2"] == v["slot2"]
+        dup = torch.zeros(b, n_pos, device=batch.tokens.device)
+        dup[rows, pos["slot1"]] = in1.float()
+        dup[rows, pos["slot2"]] = in2.float()
+        dup[rows, 0] = (~(in1 | in2)).float()
+        s_inh = torch.zeros(b, n_pos, device=batch.tokens.device)
+        s_inh[:, pos["S2"]] = 1.0
+        mover = torch.zeros(b, n_pos, device=batch.tokens.device)
+        mover[rows, pos["slot1"]] = torch.where(in1, 0.0, torch.where(in2, 1.0, 0.5))
+        mover[rows, pos["slot2"]] = 1.0 - mover[rows, pos["slot1"]]
+        return {"duplicate": dup, "s_inhibition": s_inh, "name_mover": mover, "backup_name_mover": mover}
+
     # --- the causal model ------------------------------------------------------------------------------
     @staticmethod
     def duplicate(v: dict[str, Tensor]) -> Int[Tensor, " batch"]:

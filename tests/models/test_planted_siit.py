@@ -209,3 +209,66 @@ def test_validation_rejects_a_naturally_trained_model(tiny_model):
     worst = summarise_components(hl.nodes, component_effects(tiny_model, data))
     assert worst["heads_denoising"]["max_abs_nonaligned"] > 0.5
     assert worst["heads_denoising"]["component"] == "L0H3"
+
+
+def test_strictness_curriculum_and_node_sampling():
+    from circuitkit.planted.config import PlantedConfig
+    from circuitkit.planted.siit import sample_nodes, strict_scale
+
+    plain = PlantedConfig(name="x", task="ioi")
+    assert [strict_scale(s, plain) for s in (0, 5, 500)] == [1.0, 1.0, 1.0]  # default: no curriculum
+    cur = PlantedConfig(name="x", task="ioi", strict_start=100, strict_ramp=50)
+    assert strict_scale(0, cur) == 0.0 and strict_scale(99, cur) == 0.0
+    assert strict_scale(124, cur) == pytest.approx(0.5) and strict_scale(149, cur) == 1.0
+    assert strict_scale(1000, cur) == 1.0
+    jump = PlantedConfig(name="x", task="ioi", strict_start=10)
+    assert strict_scale(9, jump) == 0.0 and strict_scale(10, jump) == 1.0
+    # uniform by default, and the same draws as the code before the option existed
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(sample_nodes(plain, 4, 64, g1), torch.randint(0, 4, (64,), generator=g2))
+    weighted = PlantedConfig(name="x", task="ioi", iit_node_weights=(0.0, 1.0, 3.0, 0.0))
+    draws = sample_nodes(weighted, 4, 4000, torch.Generator().manual_seed(1))
+    counts = torch.bincount(draws, minlength=4)
+    assert counts[0] == 0 and counts[3] == 0 and 2.5 < counts[2] / counts[1] < 3.5
+    with pytest.raises(ValueError):
+        sample_nodes(PlantedConfig(name="x", task="ioi", iit_node_weights=(1.0, 1.0)), 4, 8, g1)
+
+
+def test_ioi_attention_targets_and_recorded_patterns(ioi_hl, tiny_model):
+    from circuitkit.planted.siit import attention_hooks, attention_loss
+
+    b = ioi_hl.sample(random.Random(6), 24, p_abc=0.3)
+    v, pos = b.variables, b.positions
+    t = ioi_hl.attention_targets(b)
+    assert set(t) == {n.name for n in ioi_hl.nodes}
+    for x in t.values():
+        assert torch.allclose(x.sum(-1), torch.ones(24))
+    in1, in2 = v["S2"] == v["slot1"], v["S2"] == v["slot2"]
+    abc = ~(in1 | in2)
+    assert in1.any() and in2.any() and abc.any()
+    # duplicate-token head: the earlier occurrence of S2's name, BOS when there is none
+    assert torch.all(t["duplicate"][in1, pos["slot1"]] == 1) and torch.all(
+        t["duplicate"][in2, pos["slot2"]] == 1
+    )
+    assert torch.all(t["duplicate"][abc, 0] == 1)
+    assert torch.all(t["s_inhibition"][:, pos["S2"]] == 1)
+    # name movers: the indirect object's slot, which holds the high-level answer
+    io_slot = torch.where(in1, pos["slot2"], pos["slot1"])
+    rows = torch.arange(24)
+    assert torch.all(t["name_mover"][rows[~abc], io_slot[~abc]] == 1)
+    answer = ioi_hl.output(b).argmax(-1)
+    assert torch.equal(b.tokens[rows[~abc], io_slot[~abc]], answer[~abc])
+    assert torch.allclose(
+        t["name_mover"][abc][:, [pos["slot1"], pos["slot2"]]], torch.full((int(abc.sum()), 2), 0.5)
+    )
+    # the hooks record the aligned head's row of the pattern at its own position
+    store: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        tiny_model.run_with_hooks(b.tokens, fwd_hooks=attention_hooks(ioi_hl.nodes, b, store))
+        _, cache = tiny_model.run_with_cache(b.tokens)
+    for n in ioi_hl.nodes:
+        ref = cache[f"blocks.{n.layer}.attn.hook_pattern"][:, n.head, pos[n.position]]
+        assert torch.allclose(store[n.name], ref)
+    exact = {k: t[k] for k in ("duplicate", "s_inhibition")}  # one-hot targets: loss 0
+    assert float(attention_loss(exact, {k: t[k] for k in exact})) == pytest.approx(0.0, abs=1e-6)
+    assert float(attention_loss(store, t)) > 0.1
