@@ -272,3 +272,51 @@ def test_ioi_attention_targets_and_recorded_patterns(ioi_hl, tiny_model):
     exact = {k: t[k] for k in ("duplicate", "s_inhibition")}  # one-hot targets: loss 0
     assert float(attention_loss(exact, {k: t[k] for k in exact})) == pytest.approx(0.0, abs=1e-6)
     assert float(attention_loss(store, t)) > 0.1
+
+
+def test_ioi_augmentation_keeps_layouts_and_spares_held_out_prompts(tiny_model):
+    from circuitkit.planted.ioi import AUGMENTED
+    from circuitkit.tasks import vocab
+
+    hl = IOIHighLevel(tiny_model.tokenizer, augment=1.0, p_filler=0.5)
+    filler = set(hl.filler_tokens().tolist())
+    tok = tiny_model.tokenizer
+    banned = {
+        tok.encode(" " + w)[0] for w in vocab.all_names() + vocab.PLACES_HELDOUT + vocab.OBJECTS_HELDOUT
+    }
+    assert len(filler) > 100 and not filler & banned
+    rng, gen = random.Random(3), torch.Generator().manual_seed(0)
+    prefixes = set()
+    for _ in range(12):
+        b = hl.sample(rng, 16)
+        assert AUGMENTED in b.layout
+        s = hl.sample(rng, 16, template=b.layout).permuted(gen)
+        assert s.tokens.shape == b.tokens.shape and s.positions == b.positions and s.layout == b.layout
+        for x in (b, s):
+            for k in ("slot1", "slot2", "S2"):
+                assert torch.equal(x.tokens[:, x.positions[k]], x.variables[k])
+            assert (x.tokens[:, 0] == tok.bos_token_id).all()
+        prefixes.add(int(b.layout.split(AUGMENTED)[1]))
+        plain_len = hl.sample(random.Random(0), 1, template=b.layout.split(AUGMENTED)[0]).tokens.shape[1]
+        assert b.tokens.shape[1] == plain_len + int(b.layout.split(AUGMENTED)[1])
+    assert len(prefixes) > 1
+    # held-out prompts are never augmented (validation draws them), and augment=0 draws the old prompts
+    held = hl.sample(random.Random(1), 8, split="heldout")
+    assert AUGMENTED not in held.layout
+    a = IOIHighLevel(tok).sample(random.Random(9), 8)
+    assert torch.equal(a.tokens, IOIHighLevel(tok, augment=0.0).sample(random.Random(9), 8).tokens)
+
+
+def test_ioi_mover_weights_set_the_intervention_shares(tiny_model):
+    hl = IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.85, 0.15))
+    rng = random.Random(4)
+    base = hl.sample(rng, 32, p_abc=0.0)
+    source = hl.sample(rng, 32, template=base.layout, p_abc=0.0)
+    io, src_io = hl.output(base).argmax(-1), hl.output(source).argmax(-1)
+    rows = torch.arange(32)[src_io != io]
+    for k, share in ((2, 0.85), (3, 0.15)):
+        out = hl.output(base, source, torch.full((32,), k))
+        assert torch.allclose(out[rows, src_io[rows]], torch.full((len(rows),), share))
+        assert torch.allclose(out[rows, io[rows]], torch.full((len(rows),), 1 - share))
+    with pytest.raises(ValueError):
+        IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.4, 0.6))
