@@ -46,6 +46,8 @@ class PlantedConfig:
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25
     """Probability that each non-aligned component is resample-ablated in a row of the strict pass."""
+    p_strict_mlp: float | None = None
+    """The same probability for MLPs; None: ``p_strict``."""
     strict_start: int = 0
     """Curriculum: the strictness loss is off before this step (behaviour and IIT train alone)."""
     strict_ramp: int = 0

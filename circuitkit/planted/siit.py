@@ -127,12 +127,14 @@ def strict_masks(
     batch: AlignedBatch,
     p: float,
     generator: torch.Generator,
+    p_mlp: float | None = None,
 ) -> PatchMasks:
-    """Each non-aligned component (each aligned one off its position) ablated per row with probability p."""
+    """Each non-aligned component (each aligned one off its position) ablated per row with probability p
+    (``p_mlp`` for MLPs when given)."""
     b, pos = batch.tokens.shape
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
     draw_h = torch.rand(n_l, b, n_h, generator=generator) < p
-    draw_m = torch.rand(n_l, b, generator=generator) < p
+    draw_m = torch.rand(n_l, b, generator=generator) < (p if p_mlp is None else p_mlp)
     heads = [draw_h[layer][:, None, :].expand(b, pos, n_h).clone() for layer in range(n_l)]
     mlps = [draw_m[layer][:, None].expand(b, pos).clone() for layer in range(n_l)]
     for n in nodes:  # an aligned component keeps its own position
@@ -297,7 +299,9 @@ def train_planted(
                     model,
                     base.tokens,
                     end,
-                    patch_hooks(src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen)),
+                    patch_hooks(
+                        src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_mlp)
+                    ),
                 ),
                 hl.output(base),
             )

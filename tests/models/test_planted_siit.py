@@ -151,6 +151,12 @@ def test_masks_touch_only_what_they_should(tiny_model, ioi_hl):
     assert all(x.all() for x in s.mlps)
     s0 = strict_masks(tiny_model, nodes, base, 0.0, torch.Generator().manual_seed(0))
     assert not any(x.any() for x in s0.heads + s0.mlps)
+    # a separate MLP probability: heads untouched, every MLP ablated everywhere
+    sm = strict_masks(tiny_model, nodes, base, 0.0, torch.Generator().manual_seed(0), p_mlp=1.0)
+    assert not any(x.any() for x in sm.heads) and all(x.all() for x in sm.mlps)
+    same = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5), p_mlp=0.3)
+    ref = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(same.heads + same.mlps, ref.heads + ref.mlps, strict=True))
 
 
 def test_soft_cross_entropy_is_kl():
