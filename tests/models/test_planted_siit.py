@@ -326,3 +326,15 @@ def test_ioi_mover_weights_set_the_intervention_shares(tiny_model):
         assert torch.allclose(out[rows, io[rows]], torch.full((len(rows),), 1 - share))
     with pytest.raises(ValueError):
         IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.4, 0.6))
+
+
+def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
+    from circuitkit.models import zoo
+    from circuitkit.planted.siit import high_level
+
+    cfg = {**zoo.PLANTED_EXPERIMENTAL, **zoo.PLANTED}["ck-planted-ioi"]
+    hl = high_level(cfg.task, tiny_model.tokenizer, **cfg.extra)
+    assert cfg.iit_node_weights is None or len(cfg.iit_node_weights) == len(hl.nodes)
+    assert cfg.d_model % cfg.n_heads == 0 and cfg.init_from is None
+    b = hl.sample(random.Random(0), 4)
+    assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
