@@ -64,8 +64,23 @@ PLANTED: dict[str, PlantedConfig] = {
 # Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable
 # with circuitkit.planted.build.build_planted(..., out_dir=...), not shipped, not in the zoo listing.
 PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
+    # d_head 48 (copying ~80 names through d_head 24 stalled); attention-pattern loss on the aligned
+    # heads; strictness ramped in after 100 steps, MLPs ablated more often than heads; IIT rows weighted
+    # to the name mover; training batches augmented so the circuit carries over to held-out templates.
     "ck-planted-ioi": PlantedConfig(
-        name="ck-planted-ioi", task="ioi", init_from="ck-tiny", steps=400, p_strict=0.08
+        name="ck-planted-ioi",
+        task="ioi",
+        d_model=192,
+        steps=2200,
+        warmup=100,
+        p_strict=0.3,
+        p_strict_mlp=0.7,
+        w_strict=2.0,
+        strict_start=100,
+        strict_ramp=200,
+        iit_node_weights=(1.0, 1.0, 3.0, 1.5),
+        w_attn=1.0,
+        extra={"augment": 0.5, "mover_weights": (0.8, 0.2)},
     ),
 }
 BUILTIN.update(PLANTED)

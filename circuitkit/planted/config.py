@@ -56,6 +56,18 @@ class PlantedConfig:
     """If set, each row of the strict pass draws its ablation probability uniformly from
     [p_strict, p_strict_max] (rows ablating nearly every non-aligned component defeat redundant copies
     of the task signal); None: every row uses p_strict."""
+    p_strict_mlp: float | None = None
+    """The same probability for MLPs; None: ``p_strict``."""
+    strict_start: int = 0
+    """Curriculum: the strictness loss is off before this step (behaviour and IIT train alone)."""
+    strict_ramp: int = 0
+    """Curriculum: steps over which the strictness weight then rises linearly from 0 to ``w_strict``."""
+    w_attn: float = 0.0
+    """Weight of an auxiliary loss on the aligned heads' attention patterns at their positions (cross-
+    entropy to the high-level model's ``attention_targets``, on the behaviour pass); 0: off."""
+    iit_node_weights: tuple[float, ...] | None = None
+    """Relative frequency with which each aligned node (high-level model's order) is the IIT
+    intervention of a row; None: uniform."""
     lr: float = 2e-3
     """Peak learning rate (AdamW), linear warm-up then cosine decay to 10 %."""
     warmup: int = 100

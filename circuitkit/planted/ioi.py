@@ -8,8 +8,11 @@ S2 of the second clause; the answer is the other one, the indirect object. The h
 * ``s_inhibition`` (S-inhibition head at END, attends to S2): the same value, moved to END;
 * ``name_mover`` and ``backup_name_mover`` (heads at END, attend to IO): the name in the slot *not*
   inhibited (both slots, half each, when nothing is inhibited), copied to the output;
-* output: 0.6 x name mover + 0.4 x backup name mover (distributions over the vocabulary). When the two
-  agree - every unintervened prompt - the answer is the indirect object with all the mass.
+* output: main x name mover + backup x backup name mover (distributions over the vocabulary;
+  ``mover_weights``, 0.6 / 0.4 by default). When the two agree - every unintervened prompt - the answer
+  is the indirect object with all the mass. The log-odds log(main / backup) is the margin by which the
+  name mover must outweigh the backup under an intervention: 0.41 nats at 0.6 / 0.4 is a knife edge for
+  top-1 IIA, 1.73 at 0.85 / 0.15 is not.
 
 The two name movers read ``s_inhibition`` in parallel, so each moves the answer on its own and an
 intervention on one of them moves a known share of the output.
@@ -21,6 +24,12 @@ while the identity version trains. On IOI prompts a head at S2 that copies its o
 interchangeable with one that attends to S1 (they differ only when S2 repeats nothing, and then
 neither name is inhibited either way), so the duplicate-token node's attention to S1 is measured and
 reported, not forced.
+
+Training helpers (both off by default): ``attention_targets`` gives each aligned head's pattern under
+the roles above, for an auxiliary attention loss (``PlantedConfig.w_attn``); ``augment`` inserts filler
+tokens and replaces template words in a share of the training batches, so that the circuit finds the
+names by content and carries over to held-out templates (without it, a model at 100 % on the training
+templates scored 72-81 % on the held-out ones).
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuitkit.planted.graph import AlignedBatch, Node
-from circuitkit.tasks import ioi
+from circuitkit.tasks import ioi, vocab
 from circuitkit.tasks.base import TaskError, check_single_tokens, encode_prompts
 
 NAME_MOVER_WEIGHTS = (0.6, 0.4)
+AUGMENTED = "|augmented, prefix "
+"""Marks an augmented batch's layout; the number after it is the count of filler tokens after BOS."""
 
 
 def default_nodes() -> tuple[Node, ...]:
@@ -53,7 +64,16 @@ class IOIHighLevel:
 
     task = "ioi"
 
-    def __init__(self, tokenizer, nodes: tuple[Node, ...] | None = None, p_abc: float = 0.25) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        nodes: tuple[Node, ...] | None = None,
+        p_abc: float = 0.25,
+        augment: float = 0.0,
+        p_filler: float = 0.25,
+        max_prefix: int = 3,
+        mover_weights: tuple[float, float] = NAME_MOVER_WEIGHTS,
+    ) -> None:
         self.tokenizer = tokenizer
         self.nodes = nodes or default_nodes()
         if [n.name for n in self.nodes] != [n.name for n in default_nodes()]:
@@ -62,8 +82,56 @@ class IOIHighLevel:
             )
         self.p_abc = p_abc
         """Share of sampled rows with the ABC corruption (S2 repeats neither slot)."""
+        self.augment = augment
+        """Share of *training* batches that are augmented (held-out prompts never are): 0 to
+        ``max_prefix`` filler tokens after BOS (one count per batch, so the batch keeps one layout),
+        and each non-name token but BOS and END replaced by a filler token with probability
+        ``p_filler``. The trained circuit then finds names by content, not by template position."""
+        w_main, w_backup = mover_weights
+        if not (w_main > w_backup > 0 and abs(w_main + w_backup - 1) < 1e-9):
+            raise ValueError(
+                f"mover_weights must be (main, backup) with main > backup > 0, summing to 1: {mover_weights}"
+            )
+        self.mover_weights = (float(w_main), float(w_backup))
+        """Output = main x name mover + backup x backup name mover; the log-odds log(main / backup) is
+        the margin by which the name mover must outweigh the backup (0.6 / 0.4: 0.41 nats)."""
+        self.p_filler = p_filler
+        self.max_prefix = max_prefix
         self.vocab = len(tokenizer)
         self._layouts: dict[tuple[str, str], list[int]] = {}
+        self._filler: Tensor | None = None
+
+    def filler_tokens(self) -> Tensor:
+        """Lower-case single-word tokens of the vocabulary that are no name and no held-out place or
+        object (so augmentation never shows the held-out test words)."""
+        if self._filler is None:
+            banned = {w.lower() for w in (*vocab.all_names(), *vocab.PLACES_HELDOUT, *vocab.OBJECTS_HELDOUT)}
+            keep = []
+            for i in range(self.vocab):
+                text = self.tokenizer.decode([i])
+                word = text[1:]
+                alpha = len(word) >= 2 and word.isalpha() and word.islower()
+                if text.startswith(" ") and alpha and word not in banned:
+                    keep.append(i)
+            self._filler = torch.tensor(keep)
+        return self._filler
+
+    def _augmented(
+        self, rng: random.Random, tokens: Tensor, positions: dict[str, int], k: int
+    ) -> tuple[Tensor, dict[str, int]]:
+        gen = torch.Generator().manual_seed(rng.getrandbits(62))
+        filler = self.filler_tokens()
+        b, n_pos = tokens.shape
+        keep = torch.zeros(n_pos, dtype=torch.bool)
+        keep[[0, *positions.values()]] = True
+        swap = (torch.rand(b, n_pos, generator=gen) < self.p_filler) & ~keep
+        random_words = filler[torch.randint(0, len(filler), (b, n_pos), generator=gen)]
+        tokens = torch.where(swap, random_words, tokens)
+        if k:
+            prefix = filler[torch.randint(0, len(filler), (b, k), generator=gen)]
+            tokens = torch.cat([tokens[:, :1], prefix, tokens[:, 1:]], dim=1)
+            positions = {name: p + k for name, p in positions.items()}
+        return tokens, positions
 
     # --- prompts ---------------------------------------------------------------------------------------
     def _layout(self, template: str, split: str) -> list[int]:
@@ -91,7 +159,14 @@ class IOIHighLevel:
         p_abc: float | None = None,
     ) -> AlignedBatch:
         w = ioi.word_lists(split)
-        template = template or rng.choice(w["templates"])
+        prefix: int | None = None  # filler tokens after BOS; None: no augmentation
+        if template is None:
+            template = rng.choice(w["templates"])
+            if split == "train" and self.augment > 0 and rng.random() < self.augment:
+                prefix = rng.randint(0, self.max_prefix)
+        elif AUGMENTED in template:  # a source batch for an augmented base batch: the same layout
+            template, k = template.split(AUGMENTED)
+            prefix = int(k)
         slot1, slot2, s2, length = self._layout(template, split)
         p_abc = self.p_abc if p_abc is None else p_abc
         texts, n1, n2, n3 = [], [], [], []
@@ -109,16 +184,42 @@ class IOIHighLevel:
             raise TaskError(f"template {template!r} tokenises to different lengths for different words")
         n3_ids = torch.tensor([ids[" " + x] for x in n3])
         tokens[:, s2] = n3_ids
+        positions = {"slot1": slot1, "slot2": slot2, "S2": s2, "end": length - 1}
+        layout = template
+        if prefix is not None:
+            tokens, positions = self._augmented(rng, tokens, positions, prefix)
+            layout = f"{template}{AUGMENTED}{prefix}"
         return AlignedBatch(
             tokens=tokens,
-            positions={"slot1": slot1, "slot2": slot2, "S2": s2, "end": length - 1},
+            positions=positions,
             variables={
                 "slot1": torch.tensor([ids[" " + x] for x in n1]),
                 "slot2": torch.tensor([ids[" " + x] for x in n2]),
                 "S2": n3_ids,
             },
-            layout=template,
+            layout=layout,
         )
+
+    # --- where the aligned heads look (optional auxiliary loss, PlantedConfig.w_attn) ---------------------
+    def attention_targets(self, batch: AlignedBatch) -> dict[str, Float[Tensor, "batch pos"]]:
+        """Each aligned head's attention pattern at its own position under the high-level model (Wang et
+        al.'s roles): the duplicate-token head at S2 attends to the earlier occurrence of S2's name (BOS
+        when S2 repeats neither slot), the S-inhibition head at END to S2, the name movers at END to the
+        slot of the name they move (half on each slot when nothing is inhibited)."""
+        v, pos = batch.variables, batch.positions
+        b, n_pos = batch.tokens.shape
+        rows = torch.arange(b, device=batch.tokens.device)
+        in1, in2 = v["S2"] == v["slot1"], v["S2"] == v["slot2"]
+        dup = torch.zeros(b, n_pos, device=batch.tokens.device)
+        dup[rows, pos["slot1"]] = in1.float()
+        dup[rows, pos["slot2"]] = in2.float()
+        dup[rows, 0] = (~(in1 | in2)).float()
+        s_inh = torch.zeros(b, n_pos, device=batch.tokens.device)
+        s_inh[:, pos["S2"]] = 1.0
+        mover = torch.zeros(b, n_pos, device=batch.tokens.device)
+        mover[rows, pos["slot1"]] = torch.where(in1, 0.0, torch.where(in2, 1.0, 0.5))
+        mover[rows, pos["slot2"]] = 1.0 - mover[rows, pos["slot1"]]
+        return {"duplicate": dup, "s_inhibition": s_inh, "name_mover": mover, "backup_name_mover": mover}
 
     # --- the causal model ------------------------------------------------------------------------------
     @staticmethod
@@ -146,7 +247,7 @@ class IOIHighLevel:
         inhibited = torch.where((node == 0) | (node == 1), self.duplicate(source.variables), inhibited)
         mover = self._mover(inhibited, v)
         source_mover = self._mover(self.duplicate(source.variables), source.variables)
-        w_main, w_backup = NAME_MOVER_WEIGHTS
+        w_main, w_backup = self.mover_weights
         main = torch.where((node == 2)[:, None], source_mover, mover)
         backup = torch.where((node == 3)[:, None], source_mover, mover)
         return w_main * main + w_backup * backup

@@ -128,8 +128,10 @@ def strict_masks(
     p: float,
     generator: torch.Generator,
     p_max: float | None = None,
+    p_mlp: float | None = None,
 ) -> PatchMasks:
-    """Each non-aligned component (each aligned one off its position) ablated per row with probability p.
+    """Each non-aligned component (each aligned one off its position) ablated per row with probability p
+    (``p_mlp`` for MLPs when given).
 
     With ``p_max``, each row draws its own probability uniformly from [p, p_max]: rows near p_max ablate
     almost every non-aligned component at once, so a task signal copied redundantly by several of them
@@ -137,8 +139,9 @@ def strict_masks(
     b, pos = batch.tokens.shape
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
     p_row = torch.full((b,), p) if p_max is None else p + (p_max - p) * torch.rand(b, generator=generator)
+    p_row_mlp = p_row if p_mlp is None else torch.full((b,), p_mlp)
     draw_h = torch.rand(n_l, b, n_h, generator=generator) < p_row[None, :, None]
-    draw_m = torch.rand(n_l, b, generator=generator) < p_row[None, :]
+    draw_m = torch.rand(n_l, b, generator=generator) < p_row_mlp[None, :]
     heads = [draw_h[layer][:, None, :].expand(b, pos, n_h).clone() for layer in range(n_l)]
     mlps = [draw_m[layer][:, None].expand(b, pos).clone() for layer in range(n_l)]
     for n in nodes:  # an aligned component keeps its own position
@@ -237,6 +240,53 @@ def _lr_at(step: int, cfg: PlantedConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def strict_scale(step: int, cfg: PlantedConfig) -> float:
+    """The strictness curriculum: 0 before ``strict_start``, then a linear ramp to 1 over ``strict_ramp``."""
+    if step < cfg.strict_start:
+        return 0.0
+    if cfg.strict_ramp <= 0:
+        return 1.0
+    return min(1.0, (step - cfg.strict_start + 1) / cfg.strict_ramp)
+
+
+def sample_nodes(cfg: PlantedConfig, n_nodes: int, batch: int, generator: torch.Generator) -> Tensor:
+    """Which aligned node each row's IIT intervention patches (uniform, or per ``iit_node_weights``)."""
+    if cfg.iit_node_weights is None:
+        return torch.randint(0, n_nodes, (batch,), generator=generator)
+    w = torch.tensor(cfg.iit_node_weights, dtype=torch.float)
+    if len(w) != n_nodes or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"iit_node_weights needs {n_nodes} non-negative weights, got {cfg.iit_node_weights}")
+    return torch.multinomial(w, batch, replacement=True, generator=generator)
+
+
+def attention_hooks(
+    nodes: tuple[Node, ...], batch: AlignedBatch, store: dict[str, Tensor]
+) -> list[tuple[str, Callable]]:
+    """Hooks that record each aligned head's attention pattern (over keys) at its own position."""
+    hooks: list[tuple[str, Callable]] = []
+    for n in nodes:
+        if n.head is None:
+            continue
+        q = batch.positions[n.position]
+
+        def keep(pattern: Tensor, hook, n=n, q=q) -> Tensor:
+            store[n.name] = pattern[:, n.head, q]
+            return pattern
+
+        hooks.append((f"blocks.{n.layer}.attn.hook_pattern", keep))
+    return hooks
+
+
+def attention_loss(patterns: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
+    """Mean over aligned heads of the cross-entropy of the attention pattern to the target pattern."""
+    terms = [
+        -(targets[k] * patterns[k].float().clamp_min(1e-9).log()).sum(-1).mean()
+        for k in patterns
+        if k in targets
+    ]
+    return torch.stack(terms).mean()
+
+
 def init_from_builtin(model: HookedTransformer, name: str) -> None:
     """Copy a built-in model's (or a model folder's) embeddings, unembedding, final norm and first blocks
     into ``model``."""
@@ -309,7 +359,9 @@ def train_planted(
         end = base.positions["end"]
         src_cache = cache_components(model, source.tokens)
         model.train()
-        node = torch.randint(0, len(hl.nodes), (cfg.batch,), generator=gen).to(device)
+        node = sample_nodes(cfg, len(hl.nodes), cfg.batch, gen).to(device)
+        patterns: dict[str, Tensor] = {}
+        attn = attention_hooks(hl.nodes, base, patterns) if cfg.w_attn > 0 else []
         iit_cache, iit_mask = src_cache, iit_masks(model, hl.nodes, base, node)
         iit_target = hl.output(base, source, node)
         if cfg.p_block > 0 or cfg.p_freeze > 0:
@@ -320,27 +372,35 @@ def train_planted(
             iit_target = torch.where(blocked[:, None], hl.output(base), iit_target)
         model.train()
         losses = {
-            "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end), hl.output(base)),
+            "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end, attn), hl.output(base)),
             "iit": soft_cross_entropy(
                 end_logits(model, base.tokens, end, patch_hooks(iit_cache, iit_mask)), iit_target
             ),
-            "strict": soft_cross_entropy(
+        }
+        s_scale = strict_scale(step, cfg)
+        with torch.set_grad_enabled(s_scale > 0):  # before the curriculum adds it: measured, not trained
+            losses["strict"] = soft_cross_entropy(
                 end_logits(
                     model,
                     base.tokens,
                     end,
                     patch_hooks(
-                        src_cache, strict_masks(model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_max)
+                        src_cache,
+                        strict_masks(
+                            model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_max, cfg.p_strict_mlp
+                        ),
                     ),
                 ),
                 hl.output(base),
-            ),
-        }
+            )
         loss = (
             cfg.w_behaviour * losses["behaviour"]
             + cfg.w_iit * losses["iit"]
-            + cfg.w_strict * losses["strict"]
+            + cfg.w_strict * s_scale * losses["strict"]
         )
+        if cfg.w_attn > 0:
+            losses["attn"] = attention_loss(patterns, hl.attention_targets(base))  # type: ignore[attr-defined]
+            loss = loss + cfg.w_attn * losses["attn"]
         if step % cfg.text_every == 0:
             starts = torch.randint(0, len(stream) - cfg.n_ctx, (cfg.text_batch,), generator=gen)
             rows = torch.stack([stream[s : s + cfg.n_ctx - 1] for s in starts])

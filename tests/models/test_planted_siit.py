@@ -169,6 +169,12 @@ def test_masks_touch_only_what_they_should(tiny_model, ioi_hl):
     per_row = torch.stack([h[:, 0, :].float().mean(-1) for h in sv.heads]).mean(0)
     assert per_row.min() < 0.15 and per_row.max() > 0.85
     assert abs(float(per_row.mean()) - 0.5) < 0.05
+    # a separate MLP probability: heads untouched, every MLP ablated everywhere
+    sm = strict_masks(tiny_model, nodes, base, 0.0, torch.Generator().manual_seed(0), p_mlp=1.0)
+    assert not any(x.any() for x in sm.heads) and all(x.all() for x in sm.mlps)
+    same = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5), p_mlp=0.3)
+    ref = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(same.heads + same.mlps, ref.heads + ref.mlps, strict=True))
 
 
 def test_soft_cross_entropy_is_kl():
@@ -238,3 +244,126 @@ def test_validation_rejects_a_naturally_trained_model(tiny_model):
     worst = summarise_components(hl.nodes, component_effects(tiny_model, data))
     assert worst["heads_denoising"]["max_abs_nonaligned"] > 0.5
     assert worst["heads_denoising"]["component"] == "L0H3"
+
+
+def test_strictness_curriculum_and_node_sampling():
+    from circuitkit.planted.config import PlantedConfig
+    from circuitkit.planted.siit import sample_nodes, strict_scale
+
+    plain = PlantedConfig(name="x", task="ioi")
+    assert [strict_scale(s, plain) for s in (0, 5, 500)] == [1.0, 1.0, 1.0]  # default: no curriculum
+    cur = PlantedConfig(name="x", task="ioi", strict_start=100, strict_ramp=50)
+    assert strict_scale(0, cur) == 0.0 and strict_scale(99, cur) == 0.0
+    assert strict_scale(124, cur) == pytest.approx(0.5) and strict_scale(149, cur) == 1.0
+    assert strict_scale(1000, cur) == 1.0
+    jump = PlantedConfig(name="x", task="ioi", strict_start=10)
+    assert strict_scale(9, jump) == 0.0 and strict_scale(10, jump) == 1.0
+    # uniform by default, and the same draws as the code before the option existed
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    assert torch.equal(sample_nodes(plain, 4, 64, g1), torch.randint(0, 4, (64,), generator=g2))
+    weighted = PlantedConfig(name="x", task="ioi", iit_node_weights=(0.0, 1.0, 3.0, 0.0))
+    draws = sample_nodes(weighted, 4, 4000, torch.Generator().manual_seed(1))
+    counts = torch.bincount(draws, minlength=4)
+    assert counts[0] == 0 and counts[3] == 0 and 2.5 < counts[2] / counts[1] < 3.5
+    with pytest.raises(ValueError):
+        sample_nodes(PlantedConfig(name="x", task="ioi", iit_node_weights=(1.0, 1.0)), 4, 8, g1)
+
+
+def test_ioi_attention_targets_and_recorded_patterns(ioi_hl, tiny_model):
+    from circuitkit.planted.siit import attention_hooks, attention_loss
+
+    b = ioi_hl.sample(random.Random(6), 24, p_abc=0.3)
+    v, pos = b.variables, b.positions
+    t = ioi_hl.attention_targets(b)
+    assert set(t) == {n.name for n in ioi_hl.nodes}
+    for x in t.values():
+        assert torch.allclose(x.sum(-1), torch.ones(24))
+    in1, in2 = v["S2"] == v["slot1"], v["S2"] == v["slot2"]
+    abc = ~(in1 | in2)
+    assert in1.any() and in2.any() and abc.any()
+    # duplicate-token head: the earlier occurrence of S2's name, BOS when there is none
+    assert torch.all(t["duplicate"][in1, pos["slot1"]] == 1) and torch.all(
+        t["duplicate"][in2, pos["slot2"]] == 1
+    )
+    assert torch.all(t["duplicate"][abc, 0] == 1)
+    assert torch.all(t["s_inhibition"][:, pos["S2"]] == 1)
+    # name movers: the indirect object's slot, which holds the high-level answer
+    io_slot = torch.where(in1, pos["slot2"], pos["slot1"])
+    rows = torch.arange(24)
+    assert torch.all(t["name_mover"][rows[~abc], io_slot[~abc]] == 1)
+    answer = ioi_hl.output(b).argmax(-1)
+    assert torch.equal(b.tokens[rows[~abc], io_slot[~abc]], answer[~abc])
+    assert torch.allclose(
+        t["name_mover"][abc][:, [pos["slot1"], pos["slot2"]]], torch.full((int(abc.sum()), 2), 0.5)
+    )
+    # the hooks record the aligned head's row of the pattern at its own position
+    store: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        tiny_model.run_with_hooks(b.tokens, fwd_hooks=attention_hooks(ioi_hl.nodes, b, store))
+        _, cache = tiny_model.run_with_cache(b.tokens)
+    for n in ioi_hl.nodes:
+        ref = cache[f"blocks.{n.layer}.attn.hook_pattern"][:, n.head, pos[n.position]]
+        assert torch.allclose(store[n.name], ref)
+    exact = {k: t[k] for k in ("duplicate", "s_inhibition")}  # one-hot targets: loss 0
+    assert float(attention_loss(exact, {k: t[k] for k in exact})) == pytest.approx(0.0, abs=1e-6)
+    assert float(attention_loss(store, t)) > 0.1
+
+
+def test_ioi_augmentation_keeps_layouts_and_spares_held_out_prompts(tiny_model):
+    from circuitkit.planted.ioi import AUGMENTED
+    from circuitkit.tasks import vocab
+
+    hl = IOIHighLevel(tiny_model.tokenizer, augment=1.0, p_filler=0.5)
+    filler = set(hl.filler_tokens().tolist())
+    tok = tiny_model.tokenizer
+    banned = {
+        tok.encode(" " + w)[0] for w in vocab.all_names() + vocab.PLACES_HELDOUT + vocab.OBJECTS_HELDOUT
+    }
+    assert len(filler) > 100 and not filler & banned
+    rng, gen = random.Random(3), torch.Generator().manual_seed(0)
+    prefixes = set()
+    for _ in range(12):
+        b = hl.sample(rng, 16)
+        assert AUGMENTED in b.layout
+        s = hl.sample(rng, 16, template=b.layout).permuted(gen)
+        assert s.tokens.shape == b.tokens.shape and s.positions == b.positions and s.layout == b.layout
+        for x in (b, s):
+            for k in ("slot1", "slot2", "S2"):
+                assert torch.equal(x.tokens[:, x.positions[k]], x.variables[k])
+            assert (x.tokens[:, 0] == tok.bos_token_id).all()
+        prefixes.add(int(b.layout.split(AUGMENTED)[1]))
+        plain_len = hl.sample(random.Random(0), 1, template=b.layout.split(AUGMENTED)[0]).tokens.shape[1]
+        assert b.tokens.shape[1] == plain_len + int(b.layout.split(AUGMENTED)[1])
+    assert len(prefixes) > 1
+    # held-out prompts are never augmented (validation draws them), and augment=0 draws the old prompts
+    held = hl.sample(random.Random(1), 8, split="heldout")
+    assert AUGMENTED not in held.layout
+    a = IOIHighLevel(tok).sample(random.Random(9), 8)
+    assert torch.equal(a.tokens, IOIHighLevel(tok, augment=0.0).sample(random.Random(9), 8).tokens)
+
+
+def test_ioi_mover_weights_set_the_intervention_shares(tiny_model):
+    hl = IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.85, 0.15))
+    rng = random.Random(4)
+    base = hl.sample(rng, 32, p_abc=0.0)
+    source = hl.sample(rng, 32, template=base.layout, p_abc=0.0)
+    io, src_io = hl.output(base).argmax(-1), hl.output(source).argmax(-1)
+    rows = torch.arange(32)[src_io != io]
+    for k, share in ((2, 0.85), (3, 0.15)):
+        out = hl.output(base, source, torch.full((32,), k))
+        assert torch.allclose(out[rows, src_io[rows]], torch.full((len(rows),), share))
+        assert torch.allclose(out[rows, io[rows]], torch.full((len(rows),), 1 - share))
+    with pytest.raises(ValueError):
+        IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.4, 0.6))
+
+
+def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
+    from circuitkit.models import zoo
+    from circuitkit.planted.siit import high_level
+
+    cfg = {**zoo.PLANTED_EXPERIMENTAL, **zoo.PLANTED}["ck-planted-ioi"]
+    hl = high_level(cfg.task, tiny_model.tokenizer, **cfg.extra)
+    assert cfg.iit_node_weights is None or len(cfg.iit_node_weights) == len(hl.nodes)
+    assert cfg.d_model % cfg.n_heads == 0 and cfg.init_from is None
+    b = hl.sample(random.Random(0), 4)
+    assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
