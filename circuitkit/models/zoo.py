@@ -59,6 +59,8 @@ PLANTED: dict[str, PlantedConfig] = {
         w_strict=3.0,
         p_strict=0.4,
         w_text=0.1,
+        p_block=0.3,
+        p_freeze=0.3,
     ),
 }
 # Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable

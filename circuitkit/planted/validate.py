@@ -176,7 +176,7 @@ def edge_report(nodes: tuple[Node, ...], scores: Tensor) -> dict:
                     if v == v:  # not NaN
                         rows.append(((sl, sh, rl, rh), v))
     planted_vals = {k: v for k, v in rows if k in planted}
-    others = sorted(((abs(v), k) for k, v in rows if k not in planted), reverse=True)
+    others = sorted(((abs(v), k) for k, v in rows if k not in planted), key=lambda t: t[0], reverse=True)
     smallest = min((abs(v) for v in planted_vals.values()), default=float("nan"))
     if not planted_vals:
         return {"planted": {}, "largest_unplanted": [], "all_planted_above_unplanted": True}
@@ -329,7 +329,9 @@ def component_edge_report(nodes: tuple[Node, ...], edges: list[list[str]], score
         return c if c == "logits" else (f"L{c[0]}H{c[1]}" if c[1] is not None else f"MLP{c[0]}")
 
     planted_vals = {k: v for k, v in scores.items() if k in planted}
-    others = sorted(((abs(v), k) for k, v in scores.items() if k not in planted), reverse=True)
+    others = sorted(
+        ((abs(v), k) for k, v in scores.items() if k not in planted), key=lambda t: t[0], reverse=True
+    )
     smallest = min((abs(v) for v in planted_vals.values()), default=float("nan"))
     return {
         "planted": {f"{label(a)}->{label(b)}": round(v, 4) for (a, b), v in planted_vals.items()},
