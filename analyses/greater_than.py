@@ -58,7 +58,7 @@ import pandas as pd
 import plotly.express as px
 import steps
 import torch
-from nbtools import check_skill, competence, setup_figures, show
+from nbtools import check_agreement, check_skill, competence, planted_model, setup_figures, show
 
 from circuitkit import viz
 from circuitkit.components import head_label
@@ -131,6 +131,7 @@ SOLVES = competence(
 
 # %%
 gt = ground_truth("gpt2" if IS_GPT2 else model, "greater_than")
+planted_model(bool(gt.details.get("planted")))
 FAMILIES = ("resid_pre", "attn_out", "mlp_out", "head")
 patching = steps.activation_patching(model, data, gt, FAMILIES)
 steps.top_heads_table(patching, gt)
@@ -368,7 +369,7 @@ if edges:
 if edges:
     EDGE_FLOOR, EDGE_FAITH_FLOOR = 0.9, 0.8
     eap_r = float(edges.correlation.set_index("method").loc["eap", "pearson"])
-    check_skill(
+    check_agreement(
         eap_r >= EDGE_FLOOR, f"EAP against exact edge patching: Pearson r {eap_r:.3f} >= {EDGE_FLOOR}"
     )
     exact_curve = edges.faithfulness.query("method == 'edge-patching'").set_index("k")["faithfulness"]

@@ -142,3 +142,26 @@ def check_skill(condition: bool, claim: str) -> None:
         print(f"skipped (the model does not solve the task): {claim}")
         return
     check(condition, claim)
+
+
+_PLANTED = False
+
+
+def planted_model(planted: bool) -> None:
+    """Say whether the model's ground truth is planted (Strict IIT). Method-agreement floors (a method's
+    correlation with activation patching) were set on naturally trained models, where many components
+    carry a share of the task; on a planted circuit nearly every component is exactly 0 and the two or
+    three live ones are AND gates, so agreement is what the run measures: see :func:`check_agreement`."""
+    global _PLANTED
+    _PLANTED = planted
+    if planted:
+        print("planted ground truth: method-agreement floors are reported as findings, not asserted")
+
+
+def check_agreement(condition: bool, claim: str) -> None:
+    """:func:`check_skill` for agreement between methods; on a planted model a miss is printed as a
+    finding (with its number) instead of failing the notebook."""
+    if _PLANTED and _SOLVES and not condition:
+        print(f"finding (planted model, floor not asserted): not {claim}")
+        return
+    check_skill(condition, claim)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from jaxtyping import Float
-from nbtools import check_skill, show, stop_notebook
+from nbtools import check_agreement, check_skill, show, stop_notebook
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
@@ -255,7 +255,7 @@ def check_correlations(attribution: Attribution, floors: Mapping[str, float], fa
     """Assert Pearson r >= floor on ``family`` for each method spec in ``floors``."""
     r = attribution.pearson()
     for spec, floor in floors.items():
-        check_skill(
+        check_agreement(
             r[spec, family] >= floor,
             f"{spec} vs activation patching on {family}s: r = {r[spec, family]:.3f} >= {floor}",
         )
