@@ -51,13 +51,19 @@ except KeyError as exc:
 with_mlps = truth is not None and bool(truth.mlps)
 
 
-def stored_or_run(family: str):
-    """A stored result of the source method for ``family``, one computed this session, or None."""
+def stored_or_run(family: str, what: str, **button) -> np.ndarray | None:
+    """The source method's grid for ``family``: stored, computed this session, or after pressing Run."""
     n = int(st.session_state.get("n", methods.DEFAULT_PROMPTS))
     spec = methods.Spec(sel.model, sel.task, source, family, "denoising", n)
-    return data.find_result(
+    found = data.find_result(
         model=sel.model, task=sel.task, method=source, family=family, direction="denoising"
-    ) or data.recall(spec), spec
+    ) or data.recall(spec)
+    if found is None and st.button(f"Run {sources[source]} on {what}", **button):
+        with st.status("Running ...") as status:
+            found = methods.run(spec)
+            data.remember(spec, found)
+            status.update(label=f"done in {found.provenance.seconds:.2f} s", state="complete")
+    return None if found is None else found.grid(family).numpy()
 
 
 def head_scores() -> np.ndarray | None:
@@ -65,13 +71,7 @@ def head_scores() -> np.ndarray | None:
     if source == CARD:
         effects = card_head_effects(sel.model, sel.task)
         return None if effects is None else effects.numpy()
-    found, spec = stored_or_run("head")
-    if found is None and st.button(f"Run {sources[source]} on heads", type="primary"):
-        with st.status("Running ...") as status:
-            found = methods.run(spec)
-            data.remember(spec, found)
-            status.update(label=f"done in {found.provenance.seconds:.2f} s", state="complete")
-    return None if found is None else found.grid("head").numpy()
+    return stored_or_run("head", "heads", type="primary")
 
 
 def mlp_scores() -> np.ndarray | None:
@@ -81,13 +81,7 @@ def mlp_scores() -> np.ndarray | None:
         return None if effects is None else np.asarray(effects, dtype=float)
     if source not in methods.available("mlp_out_all"):
         return None
-    found, spec = stored_or_run("mlp_out_all")
-    if found is None and st.button(f"Run {sources[source]} on MLPs", key="run_mlps"):
-        with st.status("Running ...") as status:
-            found = methods.run(spec)
-            data.remember(spec, found)
-            status.update(label=f"done in {found.provenance.seconds:.2f} s", state="complete")
-    return None if found is None else found.grid("mlp_out_all").numpy()
+    return stored_or_run("mlp_out_all", "MLPs", key="run_mlps")
 
 
 scores = head_scores()
