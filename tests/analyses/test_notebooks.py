@@ -61,7 +61,7 @@ def test_notebook_executes_in_fast_mode(name, model, tmp_path):
     # the built-in models solve both tasks: no competence check is skipped
     assert "does not solve the task" not in text and "not met: " not in text, text[-3000:]
     assert "faithfulness of the found circuit" in text
-    if model.startswith("planted"):  # agreement floors are findings there, printed either way
+    if "planted" in model:  # agreement floors are findings there, printed either way
         assert "planted ground truth" in text and "EAP against exact edge patching" in text
     else:
         assert "ok: EAP against exact edge patching" in text  # step 8 (edges) ran and its floor held
