@@ -1,4 +1,4 @@
-"""Every registered node method against the planted circuits of ck-planted-ioi and ck-planted-gt.
+"""Every node and edge method against the planted circuits of the shipped planted models (ck-planted-gt).
 
 The planted models (circuitkit.planted, Strict IIT after Gupta et al. 2024, InterpBench) have a circuit
 known by construction: 4 heads for IOI, 2 heads + 2 MLPs for greater-than, every other head and MLP

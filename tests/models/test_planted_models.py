@@ -17,8 +17,8 @@ from circuitkit.tasks.ground_truth import ground_truth
 
 N = 32
 SHIPPED = sorted(n for n in PLANTED if is_model_dir(builtin_dir(n)))
-"""Planted models whose weights are in the checkout. None passed validation in the session that wrote
-these tests, so none shipped and this list is empty; every model added to the zoo runs them."""
+"""Planted models whose weights are in the checkout (ck-planted-gt); every model added to the zoo's
+PLANTED with weights runs these tests."""
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
