@@ -329,8 +329,9 @@ def component_edge_report(nodes: tuple[Node, ...], edges: list[list[str]], score
         return c if c == "logits" else (f"L{c[0]}H{c[1]}" if c[1] is not None else f"MLP{c[0]}")
 
     planted_vals = {k: v for k, v in scores.items() if k in planted}
+    # by score only: on ties the keys would be compared, and a head and "logits" do not order
     others = sorted(
-        ((abs(v), k) for k, v in scores.items() if k not in planted), key=lambda t: t[0], reverse=True
+        ((abs(v), k) for k, v in scores.items() if k not in planted), key=lambda x: x[0], reverse=True
     )
     smallest = min((abs(v) for v in planted_vals.values()), default=float("nan"))
     return {

@@ -367,3 +367,12 @@ def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
     assert cfg.d_model % cfg.n_heads == 0 and cfg.init_from is None
     b = hl.sample(random.Random(0), 4)
     assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
+
+
+def test_component_edge_report_survives_tied_scores(ioi_hl):
+    from circuitkit.planted.validate import component_edge_report
+
+    edges = [["duplicate", "s_inhibition"], ["name_mover", "logits"]]
+    scores = {((0, 1), (1, 2)): 0.9, ((2, 0), "logits"): 0.5, ((0, 2), "logits"): 0.0, ((0, 2), (1, 0)): 0.0}
+    rep = component_edge_report(ioi_hl.nodes, edges, scores)  # ties between a head and "logits" key
+    assert rep["all_planted_found"] and rep["all_planted_above_unplanted"]
