@@ -376,3 +376,41 @@ def test_component_edge_report_survives_tied_scores(ioi_hl):
     scores = {((0, 1), (1, 2)): 0.9, ((2, 0), "logits"): 0.5, ((0, 2), "logits"): 0.0, ((0, 2), (1, 0)): 0.0}
     rep = component_edge_report(ioi_hl.nodes, edges, scores)  # ties between a head and "logits" key
     assert rep["all_planted_found"] and rep["all_planted_above_unplanted"]
+
+
+def test_blocked_and_frozen_iit_rows(tiny_model, ioi_hl):
+    """Blocked rows freeze exactly the intervened node's children at their positions (nodes without
+    children are never blocked); frozen components take the base run's values, the intervention the
+    source's, and the source wins where both are set."""
+    from circuitkit.planted.siit import blocked_iit, children, merge_patches
+
+    nodes = ioi_hl.nodes  # duplicate -> s_inhibition -> name_mover, backup_name_mover
+    assert [children(nodes, k) for k in range(4)] == [[1], [2, 3], [], []]
+    base = ioi_hl.sample(random.Random(7), 8)
+    node = torch.tensor([0, 1, 2, 3, -1, 0, 1, 2])
+    masks, blocked = blocked_iit(tiny_model, nodes, base, node, torch.Generator().manual_seed(0), 1.0, 0.0)
+    assert blocked.tolist() == [True, True, False, False, False, True, True, False]
+    end = base.positions["end"]
+    want = {(1, 2): [0, 5], (2, 0): [1, 6], (2, 3): [1, 6]}  # (layer, head) of each child -> its rows
+    for layer, m in enumerate(masks.heads):
+        for h in range(m.shape[-1]):
+            rows = want.get((layer, h), [])
+            assert m[:, end, h].nonzero().flatten().tolist() == rows
+            assert not m[:, :end, h].any()
+    assert not any(x.any() for x in masks.mlps)
+    none, unblocked = blocked_iit(tiny_model, nodes, base, node, torch.Generator().manual_seed(0), 0.0, 0.0)
+    assert not unblocked.any() and not any(x.any() for x in none.heads + none.mlps)
+    frozen, _ = blocked_iit(tiny_model, nodes, base, node, torch.Generator().manual_seed(0), 0.0, 1.0)
+    assert all(x.all() for x in frozen.mlps)  # p_freeze 1: every MLP everywhere
+
+    src_cache = cache_components(tiny_model, ioi_hl.sample(random.Random(8), 8, template=base.layout).tokens)
+    base_cache = cache_components(tiny_model, base.tokens)
+    iit = iit_masks(tiny_model, nodes, base, node)
+    cache, merged = merge_patches(src_cache, iit, base_cache, masks)
+    name = "blocks.1.attn.hook_z"
+    assert torch.equal(cache[name][0, end, 2], base_cache[name][0, end, 2])  # row 0 blocks L1H2: base
+    assert torch.equal(cache[name][1, end, 2], src_cache[name][1, end, 2])  # row 1 intervenes on L1H2
+    assert merged.heads[1][[0, 1], end, 2].all() and not merged.heads[1][4].any()
+    both = iit_masks(tiny_model, nodes, base, torch.full((8,), 1))
+    cache2, _ = merge_patches(src_cache, both, base_cache, both)
+    assert torch.equal(cache2[name][:, end, 2], src_cache[name][:, end, 2])  # the source wins
