@@ -370,7 +370,6 @@ def train_planted(
                 src_cache, iit_mask, cache_components(model, base.tokens), frozen
             )
             iit_target = torch.where(blocked[:, None], hl.output(base), iit_target)
-        model.train()
         losses = {
             "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end, attn), hl.output(base)),
             "iit": soft_cross_entropy(
