@@ -42,6 +42,12 @@ class PlantedConfig:
     p_freeze: float = 0.0
     """Probability that each non-aligned component is frozen at the base run's value in an IIT row, so
     interventions do not travel through non-aligned relays; 0: plain IIT."""
+    p_pair: float = 0.0
+    """Share of source rows (IIT and strictness) replaced by the base row's minimal pair (the high-level
+    model's ``counterfactual``: IOI's prompt with S2 changed, names kept). Independent sources carry
+    names the base prompt lacks, so a non-aligned relay of the repeated name's identity goes unpunished
+    by strictness (inhibiting an absent name changes nothing) while clean / corrupted patching, which
+    keeps the names, finds it; 0: independent sources only."""
     w_behaviour: float = 1.0
     """Weight of the behaviour loss."""
     w_iit: float = 1.0

@@ -73,6 +73,7 @@ class IOIHighLevel:
         p_filler: float = 0.25,
         max_prefix: int = 3,
         mover_weights: tuple[float, float] = NAME_MOVER_WEIGHTS,
+        answer_prob: float = 1.0,
     ) -> None:
         self.tokenizer = tokenizer
         self.nodes = nodes or default_nodes()
@@ -95,6 +96,13 @@ class IOIHighLevel:
         self.mover_weights = (float(w_main), float(w_backup))
         """Output = main x name mover + backup x backup name mover; the log-odds log(main / backup) is
         the margin by which the name mover must outweigh the backup (0.6 / 0.4: 0.41 nats)."""
+        if not 0.5 < answer_prob <= 1.0:
+            raise ValueError(f"answer_prob must be in (0.5, 1], got {answer_prob}")
+        self.answer_prob = float(answer_prob)
+        """Mass each name mover puts on the name it moves (the rest on the inhibited name). Below 1 the
+        target logit difference is finite (log(p / (1 - p))), so the losses pin it: with a one-hot
+        target any component may add margin for free (the KL saturates), and a non-aligned MLP or a
+        direct S-inhibition -> logits path moved the logit difference by 16-22 % unpenalised."""
         self.p_filler = p_filler
         self.max_prefix = max_prefix
         self.vocab = len(tokenizer)
@@ -200,6 +208,39 @@ class IOIHighLevel:
             layout=layout,
         )
 
+    # --- minimal pairs (PlantedConfig.p_pair) -------------------------------------------------------------
+    def counterfactual(self, batch: AlignedBatch, generator: torch.Generator) -> AlignedBatch:
+        """Each row's minimal pair: the same prompt with S2 changed. A row whose S2 repeats a slot gets the
+        other slot's name or (half the time) a third name, the ABC corruption; an ABC row gets one of
+        the slots. The names stay the base's, so a component that relays the repeated name's identity
+        is tested with a value that matters in the base prompt (an independent source's repeated name
+        is usually absent from the base, and inhibiting an absent name changes nothing)."""
+        v = batch.variables
+        dev = batch.tokens.device
+        b = len(batch)
+        names = self._name_ids(dev)
+        in1, in2 = v["S2"] == v["slot1"], v["S2"] == v["slot2"]
+        r = torch.rand(b, generator=generator).to(dev)
+        # a third name: any name but the two slots
+        pick = torch.randint(0, len(names) - 2, (b,), generator=generator).to(dev)
+        in_slots = (names[None, :] == v["slot1"][:, None]) | (names[None, :] == v["slot2"][:, None])
+        order = torch.argsort(in_slots.to(torch.int8), dim=1, stable=True)  # names not in a slot first
+        third = names[order[torch.arange(b, device=dev), pick]]
+        other = torch.where(in1, v["slot2"], v["slot1"])
+        new_s2 = torch.where(
+            in1 | in2, torch.where(r < 0.5, other, third), torch.where(r < 0.5, v["slot1"], v["slot2"])
+        )
+        tokens = batch.tokens.clone()
+        tokens[:, batch.positions["S2"]] = new_s2
+        return AlignedBatch(tokens, dict(batch.positions), {**v, "S2": new_s2}, batch.layout)
+
+    def _name_ids(self, device) -> Tensor:
+        if not hasattr(self, "_names"):
+            words = [" " + x for x in ioi.word_lists("train")["names"]]
+            ids = check_single_tokens(self.tokenizer, words, "IOI names")
+            self._names = torch.tensor(sorted(ids.values()))
+        return self._names.to(device)
+
     # --- where the aligned heads look (optional auxiliary loss, PlantedConfig.w_attn) ---------------------
     def attention_targets(self, batch: AlignedBatch) -> dict[str, Float[Tensor, "batch pos"]]:
         """Each aligned head's attention pattern at its own position under the high-level model (Wang et
@@ -229,10 +270,12 @@ class IOIHighLevel:
         return torch.where(dup, v["S2"], torch.full_like(v["S2"], -1))
 
     def _mover(self, inhibited: Tensor, v: dict[str, Tensor]) -> Float[Tensor, "batch vocab"]:
-        """The first-clause name that is not inhibited; half on each when neither is."""
+        """The first-clause name that is not inhibited (``answer_prob`` of the mass, the rest on the
+        inhibited one); half on each when neither is."""
         out = torch.zeros(len(inhibited), self.vocab, device=inhibited.device)
         rows = torch.arange(len(inhibited), device=inhibited.device)
-        w1 = torch.where(inhibited == v["slot1"], 0.0, torch.where(inhibited == v["slot2"], 1.0, 0.5))
+        q = self.answer_prob
+        w1 = torch.where(inhibited == v["slot1"], 1 - q, torch.where(inhibited == v["slot2"], q, 0.5))
         out[rows, v["slot1"]] += w1
         out[rows, v["slot2"]] += 1 - w1
         return out

@@ -221,6 +221,26 @@ def merge_patches(
     return cache, PatchMasks(heads, mlps)
 
 
+def with_pairs(
+    hl: HighLevelModel, base: AlignedBatch, source: AlignedBatch, p: float, generator: torch.Generator
+) -> AlignedBatch:
+    """``source`` with a share ``p`` of its rows replaced by the base rows' minimal pairs (the high-level
+    model's ``counterfactual``), row for row."""
+    make = getattr(hl, "counterfactual", None)
+    if make is None:
+        raise ValueError(
+            f"p_pair needs a high-level model with minimal pairs; {hl.task!r} has none: set p_pair=0"
+        )
+    pair = make(base, generator)
+    rows = (torch.rand(len(base), generator=generator) < p).to(base.tokens.device)
+    return AlignedBatch(
+        torch.where(rows[:, None], pair.tokens, source.tokens),
+        dict(source.positions),
+        {k: torch.where(rows, pair.variables[k], x) for k, x in source.variables.items()},
+        source.layout,
+    )
+
+
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
     """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -356,6 +376,8 @@ def train_planted(
     for step in bar:
         base = hl.sample(rng, cfg.batch).to(device)
         source = hl.sample(rng, cfg.batch, template=base.layout).permuted(gen).to(device)
+        if cfg.p_pair > 0:
+            source = with_pairs(hl, base, source, cfg.p_pair, gen)
         end = base.positions["end"]
         src_cache = cache_components(model, source.tokens)
         model.train()

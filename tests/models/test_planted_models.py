@@ -25,7 +25,8 @@ PLANTED with weights runs these tests."""
 def planted(request):
     model = load_model(request.param, device="cpu")
     card = read_card(builtin_dir(request.param))
-    hl = high_level(PLANTED[request.param].task, model.tokenizer)
+    cfg = PLANTED[request.param]
+    hl = high_level(cfg.task, model.tokenizer, **cfg.extra)  # the recipe's high-level model (mover shares)
     data = task_data(hl.task, model.tokenizer, N, seed=3)
     return model, card, hl, data
 

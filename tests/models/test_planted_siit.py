@@ -357,6 +357,37 @@ def test_ioi_mover_weights_set_the_intervention_shares(tiny_model):
         IOIHighLevel(tiny_model.tokenizer, mover_weights=(0.4, 0.6))
 
 
+def test_ioi_answer_prob_pins_the_target_logit_difference(tiny_model):
+    """Each mover puts answer_prob on the name it moves and the rest on the inhibited name, so the
+    target's IO - S logit difference is log(q / (1 - q)), not unbounded; with no name inhibited the
+    two names get half each; an intervened name mover mixes the two movers' soft outputs."""
+    q, (wm, wb) = 0.8, (0.75, 0.25)
+    hl = IOIHighLevel(tiny_model.tokenizer, answer_prob=q, mover_weights=(wm, wb))
+    rng = random.Random(5)
+    base = hl.sample(rng, 64, p_abc=0.0)
+    v = base.variables
+    io = torch.where(v["S2"] == v["slot1"], v["slot2"], v["slot1"])
+    rows = torch.arange(64)
+    out = hl.output(base)
+    assert torch.allclose(out[rows, io], torch.full((64,), q))
+    assert torch.allclose(out[rows, v["S2"]], torch.full((64,), 1 - q))
+    assert torch.allclose(out.sum(-1), torch.ones(64))
+    abc = hl.sample(rng, 64, p_abc=1.0)
+    out = hl.output(abc)
+    assert torch.allclose(out[rows, abc.variables["slot1"]], torch.full((64,), 0.5))
+    assert torch.allclose(out[rows, abc.variables["slot2"]], torch.full((64,), 0.5))
+    # name mover patched from an ABC source: main mover half / half, backup keeps the base's answer
+    src = hl.sample(rng, 64, template=base.layout, p_abc=1.0)
+    out = hl.output(base, src, torch.full((64,), 2))
+    expect_io = (
+        wm * 0.5 * (src.variables["slot1"] == io).float() + wm * 0.5 * (src.variables["slot2"] == io).float()
+    )
+    assert torch.allclose(out[rows, io], expect_io + wb * q)
+    for bad in (0.5, 1.2):
+        with pytest.raises(ValueError, match="answer_prob"):
+            IOIHighLevel(tiny_model.tokenizer, answer_prob=bad)
+
+
 def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
     from circuitkit.models import zoo
     from circuitkit.planted.siit import high_level
@@ -414,3 +445,42 @@ def test_blocked_and_frozen_iit_rows(tiny_model, ioi_hl):
     both = iit_masks(tiny_model, nodes, base, torch.full((8,), 1))
     cache2, _ = merge_patches(src_cache, both, base_cache, both)
     assert torch.equal(cache2[name][:, end, 2], src_cache[name][:, end, 2])  # the source wins
+
+
+def test_ioi_minimal_pairs_change_only_s2_and_always_the_answer(tiny_model):
+    """A base row's minimal pair keeps every token but S2 and the names in the slots, and its high-level
+    output differs from the base's on every row; ``with_pairs`` takes exactly the chosen share of rows
+    from it, and refuses a high-level model without minimal pairs."""
+    from circuitkit.planted.greater_than import GreaterThanHighLevel
+    from circuitkit.planted.ioi import AUGMENTED
+    from circuitkit.planted.siit import with_pairs
+
+    hl = IOIHighLevel(tiny_model.tokenizer, augment=1.0)
+    rng, gen = random.Random(6), torch.Generator().manual_seed(6)
+    base = hl.sample(rng, 200, p_abc=0.3)
+    assert AUGMENTED in base.layout  # an augmented layout (filler prefix) keeps its positions
+    pair = hl.counterfactual(base, gen)
+    s2 = base.positions["S2"]
+    keep = torch.ones(base.tokens.shape[1], dtype=torch.bool)
+    keep[s2] = False
+    assert torch.equal(pair.tokens[:, keep], base.tokens[:, keep])
+    assert torch.equal(pair.tokens[:, s2], pair.variables["S2"])
+    assert (pair.variables["S2"] != base.variables["S2"]).all()
+    for k in ("slot1", "slot2"):
+        assert torch.equal(pair.variables[k], base.variables[k])
+    v, pv = base.variables, pair.variables
+    dup = (v["S2"] == v["slot1"]) | (v["S2"] == v["slot2"])
+    pair_dup = (pv["S2"] == pv["slot1"]) | (pv["S2"] == pv["slot2"])
+    assert pair_dup[~dup].all()  # an ABC row becomes an IOI row
+    assert 0.3 < (~pair_dup[dup]).float().mean() < 0.7  # an IOI row: the other slot or a third name
+    assert ((hl.output(pair) - hl.output(base)).abs().sum(-1) > 0.5).all()
+    source = hl.sample(rng, 200, template=base.layout)
+    assert torch.equal(with_pairs(hl, base, source, 0.0, gen).tokens, source.tokens)
+    assert torch.equal(with_pairs(hl, base, source, 1.0, gen).variables["slot1"], v["slot1"])
+    mixed = with_pairs(hl, base, source, 0.5, gen)
+    from_pair = (mixed.tokens[:, keep] == base.tokens[:, keep]).all(-1)
+    assert 0.35 < from_pair.float().mean() < 0.65
+    assert torch.equal(mixed.variables["S2"][~from_pair], source.variables["S2"][~from_pair])
+    with pytest.raises(ValueError, match="p_pair"):
+        gt = GreaterThanHighLevel(tiny_model.tokenizer)
+        with_pairs(gt, gt.sample(rng, 4), gt.sample(rng, 4), 0.5, gen)
