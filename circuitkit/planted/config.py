@@ -54,6 +54,12 @@ class PlantedConfig:
     """Weight of the interchange-intervention loss."""
     w_strict: float = 1.0
     """Weight of the strictness loss."""
+    w_logit: float = 0.0
+    """Weight of a logit-matching term on the strict pass: the END logits under resample ablation must
+    equal the unablated run's (detached), centred over the tokens the high-level outputs of the batch
+    put mass on, squared differences summed over those tokens. The KL to a one-hot target saturates, so
+    a non-aligned component may move the logit difference by a tenth of the gap at no cost; this term
+    pins it; 0: off."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

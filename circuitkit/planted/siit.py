@@ -241,6 +241,20 @@ def with_pairs(
     )
 
 
+def logit_match(
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    target: Float[Tensor, "batch vocab"],
+) -> Tensor:
+    """Squared difference of ``logits`` and ``reference``, each centred over the tokens any row of
+    ``target`` puts mass on, summed over those tokens, averaged over rows: zero exactly when every logit
+    difference between answer tokens is unchanged (the softmax ignores a shift common to all)."""
+    cols = (target > 0).any(0)
+    a, b = logits[:, cols].float(), reference[:, cols].float()
+    d = (a - a.mean(-1, keepdim=True)) - (b - b.mean(-1, keepdim=True))
+    return d.pow(2).sum(-1).mean()
+
+
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
     """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -392,33 +406,37 @@ def train_planted(
                 src_cache, iit_mask, cache_components(model, base.tokens), frozen
             )
             iit_target = torch.where(blocked[:, None], hl.output(base), iit_target)
+        base_target = hl.output(base)
+        base_logits = end_logits(model, base.tokens, end, attn)
         losses = {
-            "behaviour": soft_cross_entropy(end_logits(model, base.tokens, end, attn), hl.output(base)),
+            "behaviour": soft_cross_entropy(base_logits, base_target),
             "iit": soft_cross_entropy(
                 end_logits(model, base.tokens, end, patch_hooks(iit_cache, iit_mask)), iit_target
             ),
         }
         s_scale = strict_scale(step, cfg)
         with torch.set_grad_enabled(s_scale > 0):  # before the curriculum adds it: measured, not trained
-            losses["strict"] = soft_cross_entropy(
-                end_logits(
-                    model,
-                    base.tokens,
-                    end,
-                    patch_hooks(
-                        src_cache,
-                        strict_masks(
-                            model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_max, cfg.p_strict_mlp
-                        ),
+            strict_logits = end_logits(
+                model,
+                base.tokens,
+                end,
+                patch_hooks(
+                    src_cache,
+                    strict_masks(
+                        model, hl.nodes, base, cfg.p_strict, gen, cfg.p_strict_max, cfg.p_strict_mlp
                     ),
                 ),
-                hl.output(base),
             )
+            losses["strict"] = soft_cross_entropy(strict_logits, base_target)
+            if cfg.w_logit > 0:
+                losses["logit"] = logit_match(strict_logits, base_logits.detach(), base_target)
         loss = (
             cfg.w_behaviour * losses["behaviour"]
             + cfg.w_iit * losses["iit"]
             + cfg.w_strict * s_scale * losses["strict"]
         )
+        if cfg.w_logit > 0:
+            loss = loss + cfg.w_logit * s_scale * losses["logit"]
         if cfg.w_attn > 0:
             losses["attn"] = attention_loss(patterns, hl.attention_targets(base))  # type: ignore[attr-defined]
             loss = loss + cfg.w_attn * losses["attn"]
