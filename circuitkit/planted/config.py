@@ -48,6 +48,11 @@ class PlantedConfig:
     names the base prompt lacks, so a non-aligned relay of the repeated name's identity goes unpunished
     by strictness (inhibiting an absent name changes nothing) while clean / corrupted patching, which
     keeps the names, finds it; 0: independent sources only."""
+    pair_nodes: tuple[str, ...] | None = None
+    """Aligned nodes (names) whose IIT rows may take a minimal-pair source; the other nodes' IIT rows
+    always take the independent source, which is what validation's IIA uses (a name mover trained mostly
+    on minimal pairs, where the moved name is in the base prompt anyway, fell from 0.95 to 0.76 IIA).
+    Strictness takes pairs at ``p_pair`` either way; None: every node."""
     w_behaviour: float = 1.0
     """Weight of the behaviour loss."""
     w_iit: float = 1.0

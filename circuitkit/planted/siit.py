@@ -241,6 +241,26 @@ def with_pairs(
     )
 
 
+def pair_rows(nodes: tuple[Node, ...], pair_nodes: tuple[str, ...], node: Tensor) -> Tensor:
+    """Rows whose IIT intervention is on one of ``pair_nodes`` (by name)."""
+    names = [n.name for n in nodes]
+    unknown = set(pair_nodes) - set(names)
+    if unknown:
+        raise ValueError(f"pair_nodes {sorted(unknown)} are not aligned nodes; choose from {names}")
+    keep = torch.tensor([n in pair_nodes for n in names], device=node.device)
+    return keep[node.clamp_min(0)] & (node >= 0)
+
+
+def select_rows(rows: Tensor, a: AlignedBatch, b: AlignedBatch) -> AlignedBatch:
+    """Row ``i`` of ``a`` where ``rows[i]``, else of ``b`` (same layout)."""
+    return AlignedBatch(
+        torch.where(rows[:, None], a.tokens, b.tokens),
+        dict(a.positions),
+        {k: torch.where(rows, x, b.variables[k]) for k, x in a.variables.items()},
+        a.layout,
+    )
+
+
 def logit_match(
     logits: Float[Tensor, "batch vocab"],
     reference: Float[Tensor, "batch vocab"],
@@ -390,6 +410,7 @@ def train_planted(
     for step in bar:
         base = hl.sample(rng, cfg.batch).to(device)
         source = hl.sample(rng, cfg.batch, template=base.layout).permuted(gen).to(device)
+        independent = source
         if cfg.p_pair > 0:
             source = with_pairs(hl, base, source, cfg.p_pair, gen)
         end = base.positions["end"]
@@ -398,12 +419,21 @@ def train_planted(
         node = sample_nodes(cfg, len(hl.nodes), cfg.batch, gen).to(device)
         patterns: dict[str, Tensor] = {}
         attn = attention_hooks(hl.nodes, base, patterns) if cfg.w_attn > 0 else []
-        iit_cache, iit_mask = src_cache, iit_masks(model, hl.nodes, base, node)
-        iit_target = hl.output(base, source, node)
+        iit_source, iit_src_cache = source, src_cache
+        if cfg.p_pair > 0 and cfg.pair_nodes is not None:
+            paired = pair_rows(hl.nodes, cfg.pair_nodes, node)
+            iit_source = select_rows(paired, source, independent)
+            ind_cache = cache_components(model, independent.tokens)
+            iit_src_cache = {
+                k: torch.where(paired.view(-1, *[1] * (x.ndim - 1)), x, ind_cache[k])
+                for k, x in src_cache.items()
+            }
+        iit_cache, iit_mask = iit_src_cache, iit_masks(model, hl.nodes, base, node)
+        iit_target = hl.output(base, iit_source, node)
         if cfg.p_block > 0 or cfg.p_freeze > 0:
             frozen, blocked = blocked_iit(model, hl.nodes, base, node, gen, cfg.p_block, cfg.p_freeze)
             iit_cache, iit_mask = merge_patches(
-                src_cache, iit_mask, cache_components(model, base.tokens), frozen
+                iit_src_cache, iit_mask, cache_components(model, base.tokens), frozen
             )
             iit_target = torch.where(blocked[:, None], hl.output(base), iit_target)
         base_target = hl.output(base)

@@ -487,6 +487,28 @@ def test_ioi_minimal_pairs_change_only_s2_and_always_the_answer(tiny_model):
         with_pairs(gt, gt.sample(rng, 4), gt.sample(rng, 4), 0.5, gen)
 
 
+def test_pair_nodes_keep_independent_sources_for_the_other_nodes(tiny_model):
+    """``pair_rows`` marks exactly the rows intervening on a named node (never a row with no
+    intervention), ``select_rows`` takes those rows' tokens and variables from the first batch and the
+    rest from the second, and an unknown node name is refused by name."""
+    from circuitkit.planted.siit import pair_rows, select_rows
+
+    hl = IOIHighLevel(tiny_model.tokenizer)
+    node = torch.tensor([0, 1, 2, 3, -1, 1, 3, 0])
+    rows = pair_rows(hl.nodes, ("s_inhibition", "backup_name_mover"), node)
+    assert rows.tolist() == [False, True, False, True, False, True, True, False]
+    rng = random.Random(3)
+    a = hl.sample(rng, 8)
+    b = hl.sample(rng, 8, template=a.layout)
+    mixed = select_rows(rows, a, b)
+    for i in range(8):
+        src = a if rows[i] else b
+        assert torch.equal(mixed.tokens[i], src.tokens[i])
+        assert all(int(mixed.variables[k][i]) == int(src.variables[k][i]) for k in a.variables)
+    with pytest.raises(ValueError, match="name_mvr"):
+        pair_rows(hl.nodes, ("name_mvr",), node)
+
+
 def test_logit_match_sees_only_logit_differences_between_answer_tokens():
     """Zero under a shift common to all logits and for changes outside the tokens the targets put mass
     on; the squared change of the centred answer logits otherwise (one logit +1 among three answer
@@ -514,7 +536,8 @@ def test_training_loop_runs_every_option(tiny_model):
     cfg = PlantedConfig(
         name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=4, warmup=1, batch=8,
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
-        w_attn=1.0, p_strict_mlp=0.7, iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5},
+        pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
+        iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
