@@ -167,6 +167,8 @@ def read_model_dir(path: Path, device: str | torch.device = "cpu") -> HookedTran
         )
     model.to(device)
     model.eval()
+    # where the card lives: ground_truth() reads this folder's circuits before the built-in ones
+    model.circuitkit_dir = str(path)
     return model
 
 

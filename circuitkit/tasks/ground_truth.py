@@ -110,13 +110,27 @@ def circuit_from_card(card: dict, task: str) -> Circuit | None:
 
 
 def ground_truth(model: HookedTransformer | str, task: str) -> Circuit:
-    """The reference circuit for a model and task: published (gpt2) or from a built-in model's card."""
+    """The reference circuit for a model and task: published (gpt2), from the card of the model folder it
+    was read from (a string may be that folder), or from a built-in model's card.
+
+    The model's own folder comes first: a model re-trained with ``circuitkit zoo train NAME --out DIR``
+    keeps NAME as its ``model_name``, and a circuit derived from *its* weights must not be replaced by
+    the shipped model's."""
+    from pathlib import Path
+
     from circuitkit.models import zoo
     from circuitkit.tasks.registry import get_task
 
-    name = model if isinstance(model, str) else model.cfg.model_name
     spec = get_task(task)
     key = spec.name
+    folder = Path(model) if isinstance(model, str) else getattr(model, "circuitkit_dir", None)
+    if folder is not None and zoo.is_model_dir(Path(folder)):
+        card = zoo.read_card(Path(folder))
+        own = circuit_from_card(card, key)
+        if own is not None:
+            return own
+        model = card.get("name") or str(model)
+    name = model if isinstance(model, str) else model.cfg.model_name
     published = spec.published_circuits(name) if spec.published_circuits else None
     if published is not None:
         return published
