@@ -65,6 +65,11 @@ class PlantedConfig:
     put mass on, squared differences summed over those tokens. The KL to a one-hot target saturates, so
     a non-aligned component may move the logit difference by a tenth of the gap at no cost; this term
     pins it; 0: off."""
+    w_logit_diff: float = 0.0
+    """Weight of the squared change, under the strict pass's resample ablation, of each row's task logit
+    difference (the high-level model's ``logit_pair``: IOI's slot 1 - slot 2 name logits, the metric
+    validation normalises), against the unablated run (detached). One number per row where ``w_logit``
+    constrains every answer token of the batch; 0: off."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

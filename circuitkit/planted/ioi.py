@@ -234,6 +234,12 @@ class IOIHighLevel:
         tokens[:, batch.positions["S2"]] = new_s2
         return AlignedBatch(tokens, dict(batch.positions), {**v, "S2": new_s2}, batch.layout)
 
+    @staticmethod
+    def logit_pair(batch: AlignedBatch) -> Int[Tensor, "batch 2"]:
+        """Slot 1's and slot 2's names: their logit difference, signed by which one is the answer, is
+        the IOI metric (``PlantedConfig.w_logit_diff`` keeps it unchanged under resample ablation)."""
+        return torch.stack([batch.variables["slot1"], batch.variables["slot2"]], dim=-1)
+
     def _name_ids(self, device) -> Tensor:
         if not hasattr(self, "_names"):
             words = [" " + x for x in ioi.word_lists("train")["names"]]

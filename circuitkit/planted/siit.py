@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -241,6 +241,17 @@ def with_pairs(
     )
 
 
+def logit_pair(hl: HighLevelModel, batch: AlignedBatch) -> Tensor:
+    """The high-level model's ``logit_pair`` (the two tokens whose logit difference is the task metric)."""
+    make = getattr(hl, "logit_pair", None)
+    if make is None:
+        raise ValueError(
+            f"w_logit_diff needs a high-level model with a logit pair; {hl.task!r} has none: "
+            "set w_logit_diff=0"
+        )
+    return make(batch)
+
+
 def pair_rows(nodes: tuple[Node, ...], pair_nodes: tuple[str, ...], node: Tensor) -> Tensor:
     """Rows whose IIT intervention is on one of ``pair_nodes`` (by name)."""
     names = [n.name for n in nodes]
@@ -273,6 +284,21 @@ def logit_match(
     a, b = logits[:, cols].float(), reference[:, cols].float()
     d = (a - a.mean(-1, keepdim=True)) - (b - b.mean(-1, keepdim=True))
     return d.pow(2).sum(-1).mean()
+
+
+def logit_diff_match(
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    pair: Int[Tensor, "batch 2"],
+) -> Tensor:
+    """Mean over rows of the squared change of ``logits[a] - logits[b]`` from ``reference``'s, with
+    ``(a, b) = pair[row]``: zero exactly when each row's task logit difference is unchanged."""
+    rows = torch.arange(len(pair), device=pair.device)
+
+    def diff(x: Tensor) -> Tensor:
+        return x[rows, pair[:, 0]].float() - x[rows, pair[:, 1]].float()
+
+    return (diff(logits) - diff(reference)).pow(2).mean()
 
 
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
@@ -460,6 +486,9 @@ def train_planted(
             losses["strict"] = soft_cross_entropy(strict_logits, base_target)
             if cfg.w_logit > 0:
                 losses["logit"] = logit_match(strict_logits, base_logits.detach(), base_target)
+            if cfg.w_logit_diff > 0:
+                pair = logit_pair(hl, base)
+                losses["logit_diff"] = logit_diff_match(strict_logits, base_logits.detach(), pair)
         loss = (
             cfg.w_behaviour * losses["behaviour"]
             + cfg.w_iit * losses["iit"]
@@ -467,6 +496,8 @@ def train_planted(
         )
         if cfg.w_logit > 0:
             loss = loss + cfg.w_logit * s_scale * losses["logit"]
+        if cfg.w_logit_diff > 0:
+            loss = loss + cfg.w_logit_diff * s_scale * losses["logit_diff"]
         if cfg.w_attn > 0:
             losses["attn"] = attention_loss(patterns, hl.attention_targets(base))  # type: ignore[attr-defined]
             loss = loss + cfg.w_attn * losses["attn"]

@@ -527,6 +527,34 @@ def test_logit_match_sees_only_logit_differences_between_answer_tokens():
     assert abs(float(logit_match(moved, ref, target)) - (2 / 3) / 2) < 1e-5
 
 
+def test_logit_diff_match_is_the_squared_change_of_each_rows_pair_difference(tiny_model):
+    """Per row, (change of logit[a] - logit[b])^2: zero under a common shift and for changes to any other
+    token, 4 for a row whose a-logit rises by 2, averaged over rows; IOI's pair is the two slots' names,
+    and a high-level model without a pair is refused."""
+    from circuitkit.planted.greater_than import GreaterThanHighLevel
+    from circuitkit.planted.siit import logit_diff_match, logit_pair
+
+    ref = torch.randn(3, 8)
+    pair = torch.tensor([[1, 2], [3, 0], [5, 6]])
+    assert float(logit_diff_match(ref + 5.0, ref, pair)) < 1e-9
+    other = ref.clone()
+    other[:, 4] += 10.0
+    other[0, 7] -= 3.0
+    assert float(logit_diff_match(other, ref, pair)) == 0.0
+    moved = ref.clone()
+    moved[1, 3] += 2.0
+    assert abs(float(logit_diff_match(moved, ref, pair)) - 4 / 3) < 1e-5
+    hl = IOIHighLevel(tiny_model.tokenizer)
+    batch = hl.sample(random.Random(0), 6)
+    got = logit_pair(hl, batch)
+    assert torch.equal(got[:, 0], batch.variables["slot1"]) and torch.equal(
+        got[:, 1], batch.variables["slot2"]
+    )
+    with pytest.raises(ValueError, match="w_logit_diff"):
+        gt = GreaterThanHighLevel(tiny_model.tokenizer)
+        logit_pair(gt, gt.sample(random.Random(0), 2))
+
+
 def test_training_loop_runs_every_option(tiny_model):
     """Four SIIT steps on a tiny IOI recipe with every option on: every loss is reported and finite, and
     the weights move."""
@@ -536,7 +564,7 @@ def test_training_loop_runs_every_option(tiny_model):
     cfg = PlantedConfig(
         name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=4, warmup=1, batch=8,
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
-        pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
+        w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5},
     )  # fmt: skip
     steps: list[dict] = []
@@ -549,7 +577,7 @@ def test_training_loop_runs_every_option(tiny_model):
         ),
     )
     ema = trained.stats["final_losses_ema"]
-    assert set(ema) == {"behaviour", "iit", "strict", "logit", "attn", "text"}
+    assert set(ema) == {"behaviour", "iit", "strict", "logit", "logit_diff", "attn", "text"}
     assert all(math.isfinite(v) for v in ema.values())
     first, last = steps[0], steps[3]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("W_Q"))
