@@ -68,19 +68,26 @@ PLANTED: dict[str, PlantedConfig] = {
 PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
     # d_head 48 (copying ~80 names through d_head 24 stalled); attention-pattern loss on the aligned
     # heads; strictness ramped in after 100 steps; IIT rows weighted to the name mover; training batches
-    # augmented so the circuit carries over to held-out templates. Session 5 (run r4, 26.5 min on the
-    # shared machine): passes accuracy, IIA, own effects, head-edge ranking; fails on MLP0 / MLP2
-    # (effects 0.22 / 0.17 of the gap) and MLP2 -> logits ranking above L2H3 -> logits.
+    # augmented so the circuit carries over to held-out templates; blocked / frozen IIT rows against skip
+    # edges and non-aligned relays; minimal-pair sources (S2 changed, names kept) for strictness and for
+    # the duplicate / S-inhibition IIT rows only. Session 7 (run P2, 27 min on one of two shared cores):
+    # passes accuracy, IIA (>= 0.99), own effects and every edge check; fails on L0H0 resampled (0.18 of
+    # the gap) and the MLPs (0.05-0.08).
     "ck-planted-ioi": PlantedConfig(
         name="ck-planted-ioi",
         task="ioi",
         d_model=192,
-        steps=2000,
+        steps=3000,
         warmup=100,
         p_strict=0.3,
-        w_strict=2.0,
+        p_strict_mlp=0.8,
+        w_strict=3.0,
         strict_start=100,
         strict_ramp=200,
+        p_block=0.3,
+        p_freeze=0.6,
+        p_pair=0.8,
+        pair_nodes=("duplicate", "s_inhibition"),
         iit_node_weights=(1.0, 1.0, 3.0, 1.5),
         w_attn=1.0,
         extra={"augment": 0.5, "mover_weights": (0.85, 0.15)},
