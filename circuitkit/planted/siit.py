@@ -233,12 +233,7 @@ def with_pairs(
         )
     pair = make(base, generator)
     rows = (torch.rand(len(base), generator=generator) < p).to(base.tokens.device)
-    return AlignedBatch(
-        torch.where(rows[:, None], pair.tokens, source.tokens),
-        dict(source.positions),
-        {k: torch.where(rows, pair.variables[k], x) for k, x in source.variables.items()},
-        source.layout,
-    )
+    return select_rows(rows, pair, source)
 
 
 def logit_pair(hl: HighLevelModel, batch: AlignedBatch) -> Tensor:
@@ -263,12 +258,12 @@ def pair_rows(nodes: tuple[Node, ...], pair_nodes: tuple[str, ...], node: Tensor
 
 
 def select_rows(rows: Tensor, a: AlignedBatch, b: AlignedBatch) -> AlignedBatch:
-    """Row ``i`` of ``a`` where ``rows[i]``, else of ``b`` (same layout)."""
+    """Row ``i`` of ``a`` where ``rows[i]``, else of ``b`` (same layout: ``b``'s positions are kept)."""
     return AlignedBatch(
         torch.where(rows[:, None], a.tokens, b.tokens),
-        dict(a.positions),
-        {k: torch.where(rows, x, b.variables[k]) for k, x in a.variables.items()},
-        a.layout,
+        dict(b.positions),
+        {k: torch.where(rows, a.variables[k], x) for k, x in b.variables.items()},
+        b.layout,
     )
 
 
