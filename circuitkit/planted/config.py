@@ -70,6 +70,13 @@ class PlantedConfig:
     difference (the high-level model's ``logit_pair``: IOI's slot 1 - slot 2 name logits, the metric
     validation normalises), against the unablated run (detached). One number per row where ``w_logit``
     constrains every answer token of the batch; 0: off."""
+    w_single: float = 0.0
+    """Weight of single-component strictness: each row of an extra pass resample-ablates one non-aligned
+    head or MLP (drawn uniformly, at every position, source as in the strict pass) and the squared change
+    of its task logit difference (``logit_pair``) from the unablated run (detached) is penalised - the
+    very quantity validation bounds at 5 % of the gap. Unlike ``w_logit_diff`` (many components ablated
+    at once, their joint effect) a model that routes the task only through aligned nodes can drive it to
+    zero; 0: off."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

@@ -153,6 +153,30 @@ def strict_masks(
     return PatchMasks([h.to(dev) for h in heads], [m.to(dev) for m in mlps])
 
 
+def single_masks(
+    model: HookedTransformer, nodes: tuple[Node, ...], batch: AlignedBatch, generator: torch.Generator
+) -> tuple[PatchMasks, Tensor]:
+    """Row ``i`` resample-ablates one non-aligned head or MLP, drawn uniformly, at every position: the
+    intervention validation bounds (one component at a time). Returns the masks and each row's pick
+    (index into the heads ``layer * n_heads + head`` first, then the MLPs ``n_layers * n_heads + layer``)."""
+    b, pos = batch.tokens.shape
+    n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
+    heads = {(n.layer, n.head) for n in nodes if n.head is not None}
+    mlps = {n.layer for n in nodes if n.head is None}
+    cand = [l_ * n_h + h for l_ in range(n_l) for h in range(n_h) if (l_, h) not in heads]
+    cand += [n_l * n_h + l_ for l_ in range(n_l) if l_ not in mlps]
+    if not cand:
+        raise ValueError("single-component strictness needs a non-aligned component; every one is aligned")
+    pick = torch.tensor(cand)[torch.randint(0, len(cand), (b,), generator=generator)]
+    masks = PatchMasks.empty(model, b, pos)
+    pick = pick.to(masks.mlps[0].device)
+    for layer in range(n_l):
+        for h in range(n_h):
+            masks.heads[layer][pick == layer * n_h + h, :, h] = True
+        masks.mlps[layer][pick == n_l * n_h + layer, :] = True
+    return masks, pick
+
+
 def children(nodes: tuple[Node, ...], k: int) -> list[int]:
     """Indices of the nodes that read node ``k`` (its planted out-edges to other nodes)."""
     return [j for j, n in enumerate(nodes) if nodes[k].name in n.reads]
@@ -484,6 +508,10 @@ def train_planted(
             if cfg.w_logit_diff > 0:
                 pair = logit_pair(hl, base)
                 losses["logit_diff"] = logit_diff_match(strict_logits, base_logits.detach(), pair)
+            if cfg.w_single > 0:
+                single, _ = single_masks(model, hl.nodes, base, gen)
+                single_logits = end_logits(model, base.tokens, end, patch_hooks(src_cache, single))
+                losses["single"] = logit_diff_match(single_logits, base_logits.detach(), logit_pair(hl, base))
         loss = (
             cfg.w_behaviour * losses["behaviour"]
             + cfg.w_iit * losses["iit"]
@@ -493,6 +521,8 @@ def train_planted(
             loss = loss + cfg.w_logit * s_scale * losses["logit"]
         if cfg.w_logit_diff > 0:
             loss = loss + cfg.w_logit_diff * s_scale * losses["logit_diff"]
+        if cfg.w_single > 0:
+            loss = loss + cfg.w_single * s_scale * losses["single"]
         if cfg.w_attn > 0:
             losses["attn"] = attention_loss(patterns, hl.attention_targets(base))  # type: ignore[attr-defined]
             loss = loss + cfg.w_attn * losses["attn"]

@@ -23,6 +23,7 @@ from circuitkit.planted.siit import (
     end_logits,
     iit_masks,
     patched_logits,
+    single_masks,
     soft_cross_entropy,
     strict_masks,
 )
@@ -176,6 +177,31 @@ def test_masks_touch_only_what_they_should(tiny_model, ioi_hl):
     same = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5), p_mlp=0.3)
     ref = strict_masks(tiny_model, nodes, base, 0.3, torch.Generator().manual_seed(5))
     assert all(torch.equal(a, b) for a, b in zip(same.heads + same.mlps, ref.heads + ref.mlps, strict=True))
+
+
+def test_single_masks_ablate_one_non_aligned_component_per_row_everywhere(tiny_model, ioi_hl):
+    """Each row ablates exactly one component, at every position; never an aligned head; over many rows
+    every non-aligned head and MLP is drawn about equally often (a mask that skipped the MLPs, ablated an
+    aligned head, or only the aligned position would fail)."""
+    n_l, n_h = tiny_model.cfg.n_layers, tiny_model.cfg.n_heads
+    nodes = ioi_hl.nodes
+    aligned = {(n.layer, n.head) for n in nodes}
+    big = ioi_hl.sample(random.Random(7), 600)
+    pos = big.tokens.shape[1]
+    m, pick = single_masks(tiny_model, nodes, big, torch.Generator().manual_seed(0))
+    per_row = sum(x.sum((1, 2)) for x in m.heads) + sum(x.sum(1) for x in m.mlps)
+    assert (per_row == pos).all()
+    for layer in range(n_l):
+        for h in range(n_h):
+            hit = m.heads[layer][:, :, h]
+            assert (hit.all(1) == (pick == layer * n_h + h)).all() and (hit.any(1) == hit.all(1)).all()
+            assert not ((layer, h) in aligned and hit.any())
+        assert (m.mlps[layer].all(1) == (pick == n_l * n_h + layer)).all()
+    counts = torch.bincount(pick, minlength=n_l * n_h + n_l)
+    want = [k for k in range(n_l * n_h + n_l) if k >= n_l * n_h or divmod(k, n_h) not in aligned]
+    assert set(counts.nonzero().flatten().tolist()) == set(want)
+    share = counts[want].float() / len(pick)
+    assert (share - 1 / len(want)).abs().max() < 0.05
 
 
 def test_soft_cross_entropy_is_kl():
@@ -565,7 +591,7 @@ def test_training_loop_runs_every_option(tiny_model):
     cfg = PlantedConfig(
         name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=4, warmup=1, batch=8,
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
-        w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
+        w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7, w_single=1.0,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5},
     )  # fmt: skip
     steps: list[dict] = []
@@ -578,7 +604,7 @@ def test_training_loop_runs_every_option(tiny_model):
         ),
     )
     ema = trained.stats["final_losses_ema"]
-    assert set(ema) == {"behaviour", "iit", "strict", "logit", "logit_diff", "attn", "text"}
+    assert set(ema) == {"behaviour", "iit", "strict", "logit", "logit_diff", "single", "attn", "text"}
     assert all(math.isfinite(v) for v in ema.values())
     first, last = steps[0], steps[3]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("W_Q"))
