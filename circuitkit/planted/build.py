@@ -191,12 +191,24 @@ def build_planted(
     }
     cfg = dataclasses.replace(cfg, **overrides)
     tokenizer = load_tokenizer(zoo.builtin_dir(cfg.tokenizer_from) / "tokenizer")
-    trained = train_planted(cfg, tokenizer, progress=progress, log=log)
+    trained, phase_stats = None, []
+    for k, phase in enumerate(cfg.phases()):
+        if log is not None and k:
+            log(f"phase {k + 1}: fine-tuning with {cfg.finetune}")
+        init = trained.model if trained is not None else None
+        trained = train_planted(phase, tokenizer, progress=progress, log=log, init=init)
+        phase_stats.append(trained.stats)
+    assert trained is not None
+    stats = dict(trained.stats)
+    if len(phase_stats) > 1:
+        stats["phases"] = phase_stats
+        stats["steps"] = sum(s["steps"] for s in phase_stats)
+        stats["seconds"] = round(sum(s["seconds"] for s in phase_stats), 1)
     target = Path(out_dir) if out_dir else zoo.builtin_dir(cfg.name)
     zoo.write_model_dir(trained.model, tokenizer, {"name": cfg.name}, target)
     # validated on the weights read back from disk (fp16 storage), i.e. what users load
     model = zoo.read_model_dir(target, trained.model.cfg.device)
-    card = make_card(cfg, model, trained.stats, validate=validate)
+    card = make_card(cfg, model, stats, validate=validate)
     zoo.write_card(target, card)
     return target
 

@@ -111,6 +111,19 @@ class PlantedConfig:
     """Read at most this many characters of natural text."""
     extra: dict = field(default_factory=dict)
     """Task-specific options passed to the high-level model."""
+    finetune: dict | None = None
+    """Overrides (field: value) of a second SIIT phase that starts from the first phase's weights with a
+    fresh optimiser and learning-rate schedule, e.g. ``{"steps": 800, "lr": 3e-4, "w_single": 1.0}``;
+    None: one phase. ``zoo train`` runs both."""
+
+    def phases(self) -> list[PlantedConfig]:
+        """The training phases: this recipe, then (with ``finetune``) the recipe with its overrides."""
+        import dataclasses
+
+        first = dataclasses.replace(self, finetune=None)
+        if self.finetune is None:
+            return [first]
+        return [first, dataclasses.replace(first, **self.finetune, init_from=None)]
 
     @property
     def d_head(self) -> int:
@@ -125,3 +138,10 @@ class PlantedConfig:
             raise ValueError(f"PlantedConfig.task must be 'ioi' or 'greater_than', got {self.task!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.finetune is not None:
+            import dataclasses
+
+            known = {f.name for f in dataclasses.fields(self)} - {"name", "finetune"}
+            bad = sorted(set(self.finetune) - known)
+            if bad:
+                raise ValueError(f"PlantedConfig.finetune: unknown fields {bad}; use fields of PlantedConfig")

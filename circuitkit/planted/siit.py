@@ -423,11 +423,13 @@ def train_planted(
     log_every: int = 50,
     log: Callable[[str], None] | None = None,
     on_step: Callable[[int, HookedTransformer], None] | None = None,
+    init: HookedTransformer | None = None,
 ) -> TrainedPlanted:
     """Train a model per ``cfg`` with the three SIIT losses plus natural text (CPU, or CUDA if present).
 
     ``log`` receives a line of smoothed losses every ``log_every`` steps; ``on_step(step, model)`` is
-    called after every step (checkpoints)."""
+    called after every step (checkpoints); ``init`` starts from that model's weights (a fine-tuning
+    phase: same architecture)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
     t0 = time.time()
@@ -442,6 +444,8 @@ def train_planted(
     model = HookedTransformer(hooked_config(cfg, len(tokenizer), device))
     if cfg.init_from:
         init_from_builtin(model, cfg.init_from)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]

@@ -608,3 +608,38 @@ def test_training_loop_runs_every_option(tiny_model):
     assert all(math.isfinite(v) for v in ema.values())
     first, last = steps[0], steps[3]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("W_Q"))
+
+
+def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_path):
+    """``finetune`` adds a second phase with the overrides applied; ``init`` starts from the given weights
+    (lr 0: weights stay exactly the donor's, so a phase that re-initialised would fail); build_planted runs
+    both phases and the card records them."""
+    from circuitkit.models import zoo
+    from circuitkit.planted.build import build_planted
+    from circuitkit.planted.config import PlantedConfig
+    from circuitkit.planted.siit import train_planted
+
+    small = dict(
+        name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=2, warmup=1, batch=4,
+        text_batch=2, max_text_chars=20_000,
+    )  # fmt: skip
+    cfg = PlantedConfig(**small, finetune={"steps": 3, "w_single": 1.0, "lr": 1e-4})
+    one, two = cfg.phases()
+    assert (one.steps, one.w_single, one.finetune) == (2, 0.0, None)
+    assert (two.steps, two.w_single, two.lr, two.finetune, two.init_from) == (3, 1.0, 1e-4, None, None)
+    assert PlantedConfig(**small).phases() == [PlantedConfig(**small)]
+    with pytest.raises(ValueError, match="unknown fields"):
+        PlantedConfig(**small, finetune={"stepz": 3})
+
+    donor = train_planted(one, tiny_model.tokenizer, progress=False).model
+    frozen = train_planted(
+        PlantedConfig(**{**small, "steps": 1, "lr": 0.0}), tiny_model.tokenizer, progress=False, init=donor
+    ).model
+    assert all(torch.equal(a, b) for a, b in zip(donor.state_dict().values(), frozen.state_dict().values()))
+
+    lines: list[str] = []
+    out = build_planted(cfg, out_dir=tmp_path / "m", validate=False, progress=False, log=lines.append)
+    card = zoo.read_card(out)
+    assert card["recipe"]["finetune"] == {"steps": 3, "w_single": 1.0, "lr": 1e-4}
+    assert [p["steps"] for p in card["training"]["phases"]] == [2, 3] and card["training"]["steps"] == 5
+    assert any(x.startswith("phase 2") for x in lines)
