@@ -591,8 +591,8 @@ def test_training_loop_runs_every_option(tiny_model):
     cfg = PlantedConfig(
         name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=4, warmup=1, batch=8,
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
-        w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7, w_single=1.0,
-        iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5},
+        w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
+        iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0,
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -635,7 +635,8 @@ def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_pat
     frozen = train_planted(
         PlantedConfig(**{**small, "steps": 1, "lr": 0.0}), tiny_model.tokenizer, progress=False, init=donor
     ).model
-    assert all(torch.equal(a, b) for a, b in zip(donor.state_dict().values(), frozen.state_dict().values()))
+    want, got = donor.state_dict(), frozen.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
     lines: list[str] = []
     out = build_planted(cfg, out_dir=tmp_path / "m", validate=False, progress=False, log=lines.append)
