@@ -196,6 +196,11 @@ def build_planted(
         if log is not None and k:
             log(f"phase {k + 1}: fine-tuning with {cfg.finetune}")
         init = trained.model if trained is not None else None
+        if init is not None:  # continue from the weights as a model folder stores them (fp16), so a
+            # fine-tuning phase run from a saved first phase (``init_from=<folder>``) gives the same model
+            with torch.no_grad():
+                for x in init.parameters():
+                    x.copy_(x.half().float())
         trained = train_planted(phase, tokenizer, progress=progress, log=log, init=init)
         phase_stats.append(trained.stats)
     assert trained is not None
