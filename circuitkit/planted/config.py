@@ -77,6 +77,10 @@ class PlantedConfig:
     very quantity validation bounds at 5 % of the gap. Unlike ``w_logit_diff`` (many components ablated
     at once, their joint effect) a model that routes the task only through aligned nodes can drive it to
     zero; 0: off."""
+    single_independent: float = 0.0
+    """Share of the single-component strictness rows whose source is an independent prompt (other names:
+    validation's resample ablation) rather than the strict pass's source (the minimal pair at ``p_pair``,
+    which leaves a head that only relays names unchanged, so its resample effect goes untrained)."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

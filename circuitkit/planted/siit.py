@@ -469,6 +469,7 @@ def train_planted(
         patterns: dict[str, Tensor] = {}
         attn = attention_hooks(hl.nodes, base, patterns) if cfg.w_attn > 0 else []
         iit_source, iit_src_cache = source, src_cache
+        ind_cache: dict[str, Tensor] | None = None
         if cfg.p_pair > 0 and cfg.pair_nodes is not None:
             paired = pair_rows(hl.nodes, cfg.pair_nodes, node)
             iit_source = select_rows(paired, source, independent)
@@ -513,8 +514,17 @@ def train_planted(
                 pair = logit_pair(hl, base)
                 losses["logit_diff"] = logit_diff_match(strict_logits, base_logits.detach(), pair)
             if cfg.w_single > 0:
+                single_cache = src_cache
+                if cfg.single_independent > 0 and independent is not source:
+                    own = (torch.rand(cfg.batch, generator=gen) < cfg.single_independent).to(device)
+                    if ind_cache is None:
+                        ind_cache = cache_components(model, independent.tokens)
+                    single_cache = {
+                        k: torch.where(own.view(-1, *[1] * (x.ndim - 1)), ind_cache[k], x)
+                        for k, x in src_cache.items()
+                    }
                 single, _ = single_masks(model, hl.nodes, base, gen)
-                single_logits = end_logits(model, base.tokens, end, patch_hooks(src_cache, single))
+                single_logits = end_logits(model, base.tokens, end, patch_hooks(single_cache, single))
                 losses["single"] = logit_diff_match(single_logits, base_logits.detach(), logit_pair(hl, base))
         loss = (
             cfg.w_behaviour * losses["behaviour"]

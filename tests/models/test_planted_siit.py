@@ -592,7 +592,7 @@ def test_training_loop_runs_every_option(tiny_model):
         name="t", task="ioi", d_model=32, n_heads=4, d_mlp=64, n_ctx=32, steps=4, warmup=1, batch=8,
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
-        iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0,
+        iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
