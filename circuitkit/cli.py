@@ -35,6 +35,13 @@ def _cmd_zoo_list(args: argparse.Namespace) -> int:
 def _cmd_zoo_train(args: argparse.Namespace) -> int:
     from circuitkit.models.build import build_builtin
 
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = build_builtin(
         args.name,
         out_dir=args.out,
@@ -83,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--text-dir", default=None, help="folder of natural text (default: Python docs sources)")
     tr.add_argument("--no-ground-truth", action="store_true", help="skip the patching-derived circuits")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's); a model card's training.threads is what reproduces "
+        "its shipped weights bit for bit on CPU (float sums depend on the thread count)",
+    )
     tr.set_defaults(func=_cmd_zoo_train)
     ci = zoo.add_parser("circuits", help="re-derive a built-in model's task scores and circuits in its card")
     ci.add_argument("name", help="built-in model name or alias")

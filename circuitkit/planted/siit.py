@@ -571,6 +571,7 @@ def train_planted(
         "final_losses_ema": {k: round(v, 4) for k, v in ema.items()},
         "seconds": round(time.time() - t0, 1),
         "device": device,
+        "threads": torch.get_num_threads(),  # CPU float sums depend on it: what reproduces the weights
         "torch": torch.__version__,
         "corpus": {**text_meta, "text_stream_tokens": len(stream), "text_every": cfg.text_every},
     }

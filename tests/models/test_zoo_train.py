@@ -23,3 +23,8 @@ def test_zoo_train_tiny_solves_ioi(tmp_path):
 def test_zoo_train_rejects_unknown_name(capsys):
     assert main(["zoo", "train", "huge"]) == 2
     assert "unknown built-in model 'huge'" in capsys.readouterr().err
+
+
+def test_zoo_train_rejects_zero_threads(capsys):
+    assert main(["zoo", "train", "tiny", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
