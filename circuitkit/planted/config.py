@@ -81,6 +81,10 @@ class PlantedConfig:
     """Share of the single-component strictness rows whose source is an independent prompt (other names:
     validation's resample ablation) rather than the strict pass's source (the minimal pair at ``p_pair``,
     which leaves a head that only relays names unchanged, so its resample effect goes untrained)."""
+    single_focus: float = 0.0
+    """Share of the single-component strictness picks drawn in proportion to each component's running
+    mean squared change of the logit difference (the rest uniform): rows go where an effect is left;
+    0: uniform picks."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

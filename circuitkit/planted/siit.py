@@ -154,11 +154,16 @@ def strict_masks(
 
 
 def single_masks(
-    model: HookedTransformer, nodes: tuple[Node, ...], batch: AlignedBatch, generator: torch.Generator
+    model: HookedTransformer,
+    nodes: tuple[Node, ...],
+    batch: AlignedBatch,
+    generator: torch.Generator,
+    weights: Tensor | None = None,
 ) -> tuple[PatchMasks, Tensor]:
-    """Row ``i`` resample-ablates one non-aligned head or MLP, drawn uniformly, at every position: the
-    intervention validation bounds (one component at a time). Returns the masks and each row's pick
-    (index into the heads ``layer * n_heads + head`` first, then the MLPs ``n_layers * n_heads + layer``)."""
+    """Row ``i`` resample-ablates one non-aligned head or MLP, drawn uniformly (or per ``weights``, one
+    non-negative number per component in the pick order below), at every position: the intervention
+    validation bounds (one component at a time). Returns the masks and each row's pick (index into the
+    heads ``layer * n_heads + head`` first, then the MLPs ``n_layers * n_heads + layer``)."""
     b, pos = batch.tokens.shape
     n_l, n_h = model.cfg.n_layers, model.cfg.n_heads
     heads = {(n.layer, n.head) for n in nodes if n.head is not None}
@@ -167,7 +172,13 @@ def single_masks(
     cand += [n_l * n_h + l_ for l_ in range(n_l) if l_ not in mlps]
     if not cand:
         raise ValueError("single-component strictness needs a non-aligned component; every one is aligned")
-    pick = torch.tensor(cand)[torch.randint(0, len(cand), (b,), generator=generator)]
+    if weights is None:
+        pick = torch.tensor(cand)[torch.randint(0, len(cand), (b,), generator=generator)]
+    else:
+        w = weights.detach().float().cpu()[cand]
+        if (w < 0).any() or w.sum() <= 0:
+            raise ValueError("single_masks: weights must be non-negative with a positive non-aligned sum")
+        pick = torch.tensor(cand)[torch.multinomial(w, b, replacement=True, generator=generator)]
     masks = PatchMasks.empty(model, b, pos)
     pick = pick.to(masks.mlps[0].device)
     for layer in range(n_l):
@@ -309,15 +320,18 @@ def logit_diff_match(
     logits: Float[Tensor, "batch vocab"],
     reference: Float[Tensor, "batch vocab"],
     pair: Int[Tensor, "batch 2"],
+    per_row: bool = False,
 ) -> Tensor:
-    """Mean over rows of the squared change of ``logits[a] - logits[b]`` from ``reference``'s, with
-    ``(a, b) = pair[row]``: zero exactly when each row's task logit difference is unchanged."""
+    """Mean over rows (``per_row``: each row's value) of the squared change of ``logits[a] - logits[b]``
+    from ``reference``'s, with ``(a, b) = pair[row]``: zero exactly when each row's task logit
+    difference is unchanged."""
     rows = torch.arange(len(pair), device=pair.device)
 
     def diff(x: Tensor) -> Tensor:
         return x[rows, pair[:, 0]].float() - x[rows, pair[:, 1]].float()
 
-    return (diff(logits) - diff(reference)).pow(2).mean()
+    sq = (diff(logits) - diff(reference)).pow(2)
+    return sq if per_row else sq.mean()
 
 
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
@@ -455,6 +469,12 @@ def train_planted(
         betas=(0.9, 0.95),
     )
     ema: dict[str, float] = {}
+    # per component (single_masks' pick order): running mean squared change of the task logit difference
+    focus = torch.ones(cfg.n_layers * cfg.n_heads + cfg.n_layers)
+    free = torch.ones_like(focus)  # 1 for the non-aligned components
+    for n in hl.nodes:
+        n_h, n_l = cfg.n_heads, cfg.n_layers
+        free[n.layer * n_h + n.head if n.head is not None else n_l * n_h + n.layer] = 0
     bar = tqdm(range(cfg.steps), desc=f"SIIT {cfg.name}", disable=not progress, unit="step")
     for step in bar:
         base = hl.sample(rng, cfg.batch).to(device)
@@ -523,9 +543,19 @@ def train_planted(
                         k: torch.where(own.view(-1, *[1] * (x.ndim - 1)), ind_cache[k], x)
                         for k, x in src_cache.items()
                     }
-                single, _ = single_masks(model, hl.nodes, base, gen)
+                weights = None
+                if cfg.single_focus > 0:  # part of the rows go to the components that still matter most
+                    weights = (1 - cfg.single_focus) * free / free.sum() + cfg.single_focus * (
+                        focus * free / (focus * free).sum()
+                    )
+                single, pick = single_masks(model, hl.nodes, base, gen, weights)
                 single_logits = end_logits(model, base.tokens, end, patch_hooks(single_cache, single))
-                losses["single"] = logit_diff_match(single_logits, base_logits.detach(), logit_pair(hl, base))
+                sq = logit_diff_match(single_logits, base_logits.detach(), logit_pair(hl, base), per_row=True)
+                losses["single"] = sq.mean()
+                with torch.no_grad():  # running mean squared change per component
+                    pick = pick.to(sq.device)
+                    for c in pick.unique().tolist():
+                        focus[c] = 0.9 * focus[c] + 0.1 * float(sq[pick == c].mean())
         loss = (
             cfg.w_behaviour * losses["behaviour"]
             + cfg.w_iit * losses["iit"]
@@ -575,6 +605,12 @@ def train_planted(
         "torch": torch.__version__,
         "corpus": {**text_meta, "text_stream_tokens": len(stream), "text_every": cfg.text_every},
     }
+    if cfg.w_single > 0:  # which non-aligned components were still hard to silence at the end
+        n_h, n_l = cfg.n_heads, cfg.n_layers
+        labels = [f"L{i // n_h}H{i % n_h}" for i in range(n_l * n_h)] + [f"MLP{i}" for i in range(n_l)]
+        stats["single_sq_change_ema"] = {
+            lab: round(float(f), 4) for lab, f, keep in zip(labels, focus, free, strict=True) if keep
+        }
     return TrainedPlanted(model=model, tokenizer=tokenizer, high_level=hl, stats=stats)
 
 

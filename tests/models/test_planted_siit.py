@@ -202,6 +202,17 @@ def test_single_masks_ablate_one_non_aligned_component_per_row_everywhere(tiny_m
     assert set(counts.nonzero().flatten().tolist()) == set(want)
     share = counts[want].float() / len(pick)
     assert (share - 1 / len(want)).abs().max() < 0.05
+    # weights: picks follow them over the non-aligned components; an aligned one is never drawn
+    w = torch.zeros(n_l * n_h + n_l)
+    mlp_last = n_l * n_h + n_l - 1
+    w[mlp_last], w[want[0]] = 3.0, 1.0
+    n = ioi_hl.nodes[0]
+    w[n.layer * n_h + n.head] = 100.0  # aligned: ignored
+    _, wp = single_masks(tiny_model, nodes, big, torch.Generator().manual_seed(1), w)
+    assert set(wp.unique().tolist()) == {mlp_last, want[0]}
+    assert abs(float((wp == mlp_last).float().mean()) - 0.75) < 0.06
+    with pytest.raises(ValueError, match="non-negative"):
+        single_masks(tiny_model, nodes, big, torch.Generator(), torch.zeros(n_l * n_h + n_l))
 
 
 def test_soft_cross_entropy_is_kl():
@@ -593,6 +604,7 @@ def test_training_loop_runs_every_option(tiny_model):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
+        single_focus=0.5,
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -606,6 +618,11 @@ def test_training_loop_runs_every_option(tiny_model):
     ema = trained.stats["final_losses_ema"]
     assert set(ema) == {"behaviour", "iit", "strict", "logit", "logit_diff", "single", "attn", "text"}
     assert all(math.isfinite(v) for v in ema.values())
+    # the per-component running squared change: every non-aligned head and MLP, none of the aligned
+    sq = trained.stats["single_sq_change_ema"]
+    aligned = {f"L{n.layer}H{n.head}" for n in trained.high_level.nodes}
+    assert len(sq) == 3 * 4 + 3 - 4 and not aligned & set(sq) and {"MLP0", "MLP2"} <= set(sq)
+    assert any(v != 1.0 for v in sq.values())  # updated from the measured changes (starts at 1)
     first, last = steps[0], steps[3]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("W_Q"))
 
