@@ -85,6 +85,10 @@ class PlantedConfig:
     """Share of the single-component strictness picks drawn in proportion to each component's running
     mean squared change of the logit difference (the rest uniform): rows go where an effect is left;
     0: uniform picks."""
+    single_mean: bool = False
+    """Single-component strictness on each component's mean change over its rows of the batch (squared,
+    weighted by its share of rows), validation's quantity, instead of every row's squared change (which
+    also penalises scatter that averages out over prompts)."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

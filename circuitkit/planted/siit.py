@@ -334,6 +334,27 @@ def logit_diff_match(
     return sq if per_row else sq.mean()
 
 
+def component_mean_change(
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    hl: HighLevelModel,
+    batch: AlignedBatch,
+    pick: Int[Tensor, " batch"],
+) -> Tensor:
+    """Sum over the picked components of (their share of rows) x (mean signed change of the task logit
+    difference over their rows)^2: what validation measures (a component's mean effect over prompts),
+    without penalising row-to-row scatter that averages out."""
+    pair = logit_pair(hl, batch)
+    rows = torch.arange(len(pair), device=pair.device)
+    d = (logits[rows, pair[:, 0]] - logits[rows, pair[:, 1]]).float()
+    d = d - (reference[rows, pair[:, 0]] - reference[rows, pair[:, 1]]).float()
+    pick = pick.to(d.device)
+    n = int(pick.max()) + 1
+    counts = torch.bincount(pick, minlength=n).float()
+    means = torch.zeros(n, device=d.device).index_add(0, pick, d) / counts.clamp_min(1)
+    return (counts / len(d) * means.pow(2)).sum()
+
+
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
     """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -550,8 +571,12 @@ def train_planted(
                     )
                 single, pick = single_masks(model, hl.nodes, base, gen, weights)
                 single_logits = end_logits(model, base.tokens, end, patch_hooks(single_cache, single))
-                sq = logit_diff_match(single_logits, base_logits.detach(), logit_pair(hl, base), per_row=True)
-                losses["single"] = sq.mean()
+                ref = base_logits.detach()
+                sq = logit_diff_match(single_logits, ref, logit_pair(hl, base), per_row=True)
+                if cfg.single_mean:
+                    losses["single"] = component_mean_change(single_logits, ref, hl, base, pick)
+                else:
+                    losses["single"] = sq.mean()
                 with torch.no_grad():  # running mean squared change per component
                     pick = pick.to(sq.device)
                     for c in pick.unique().tolist():

@@ -593,6 +593,24 @@ def test_logit_diff_match_is_the_squared_change_of_each_rows_pair_difference(tin
         logit_pair(gt, gt.sample(random.Random(0), 2))
 
 
+def test_component_mean_change_penalises_mean_effects_not_scatter(tiny_model):
+    """Rows of component 0 change by +1 and -1 (mean 0: no penalty), component 1's row by +2 (share 1/4,
+    mean 2: 1.0), component 2's row not at all: 1.0, where the per-row loss gives (1 + 1 + 4) / 4."""
+    from circuitkit.planted.siit import component_mean_change, logit_diff_match, logit_pair
+
+    hl = IOIHighLevel(tiny_model.tokenizer)
+    batch = hl.sample(random.Random(1), 4)
+    pair = logit_pair(hl, batch)
+    ref = torch.randn(4, len(tiny_model.tokenizer))
+    moved = ref.clone()
+    for row, change in enumerate([1.0, -1.0, 2.0, 0.0]):
+        moved[row, pair[row, 0]] += change
+    pick = torch.tensor([0, 0, 1, 2])
+    assert abs(float(component_mean_change(moved, ref, hl, batch, pick)) - 1.0) < 1e-5
+    assert abs(float(logit_diff_match(moved, ref, pair)) - 1.5) < 1e-5
+    assert abs(float(component_mean_change(moved, ref, hl, batch, torch.tensor([0, 1, 2, 3]))) - 1.5) < 1e-5
+
+
 def test_training_loop_runs_every_option(tiny_model):
     """Four SIIT steps on a tiny IOI recipe with every option on: every loss is reported and finite, and
     the weights move."""
@@ -604,7 +622,7 @@ def test_training_loop_runs_every_option(tiny_model):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
-        single_focus=0.5,
+        single_focus=0.5, single_mean=True,
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
