@@ -50,6 +50,7 @@ def _cmd_zoo_train(args: argparse.Namespace) -> int:
         text_dir=args.text_dir,
         ground_truth=not args.no_ground_truth,
         progress=not args.quiet,
+        first_phase=args.first_phase,
     )
     print(f"wrote {out}")
     return 0
@@ -90,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--text-dir", default=None, help="folder of natural text (default: Python docs sources)")
     tr.add_argument("--no-ground-truth", action="store_true", help="skip the patching-derived circuits")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument(
+        "--first-phase",
+        default=None,
+        help="planted two-phase recipes: a folder holding the first phase alone (same recipe, checked); "
+        "only the fine-tuning phase trains",
+    )
     tr.add_argument(
         "--threads",
         type=int,

@@ -54,8 +54,10 @@ def build_builtin(
     text_dir: str | None = None,
     ground_truth: bool = True,
     progress: bool = True,
+    first_phase: str | Path | None = None,
 ) -> Path:
-    """Train a built-in model from its recipe (optionally overridden) and write its folder."""
+    """Train a built-in model from its recipe (optionally overridden) and write its folder
+    (``first_phase``: a planted two-phase recipe's saved first phase, see ``build_planted``)."""
     key = zoo.resolve_builtin(name)
     if key is None:
         raise ValueError(
@@ -73,7 +75,10 @@ def build_builtin(
             text_dir=text_dir,
             validate=ground_truth,
             progress=progress,
+            first_phase=first_phase,
         )
+    if first_phase is not None:
+        raise ValueError(f"--first-phase applies to planted two-phase recipes only; {key} is trained in one")
     cfg = zoo.BUILTIN[key]
     assert isinstance(cfg, ZooConfig)
     overrides = {

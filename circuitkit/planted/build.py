@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from circuitkit.planted import validate as v
 from circuitkit.planted.config import PlantedConfig
 from circuitkit.planted.graph import HighLevelModel, Node
 from circuitkit.planted.probes import run_probes
-from circuitkit.planted.siit import high_level, train_planted
+from circuitkit.planted.siit import TrainedPlanted, high_level, train_planted
 from circuitkit.tasks import ioi, make_greater_than, make_ioi
 from circuitkit.tasks.base import TaskDataset
 
@@ -182,17 +183,26 @@ def build_planted(
     validate: bool = True,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    first_phase: str | Path | None = None,
 ) -> Path:
     """Train a planted model from its recipe (optionally overridden), write its folder and card.
 
-    ``log`` receives a line of smoothed losses every 50 steps (for runs without a progress bar)."""
+    ``log`` receives a line of smoothed losses every 50 steps (for runs without a progress bar).
+    ``first_phase``: a model folder written by this recipe's first phase alone (its card's recipe must
+    equal it); a two-phase recipe then trains only the fine-tuning phase from those weights."""
     overrides = {
         k: x for k, x in {"steps": steps, "seed": seed, "text_dir": text_dir}.items() if x is not None
     }
     cfg = dataclasses.replace(cfg, **overrides)
     tokenizer = load_tokenizer(zoo.builtin_dir(cfg.tokenizer_from) / "tokenizer")
     trained, phase_stats = None, []
-    for k, phase in enumerate(cfg.phases()):
+    phases = cfg.phases()
+    if first_phase is not None:
+        trained = load_first_phase(first_phase, phases, tokenizer)
+        phase_stats.append(trained.stats)
+    for k, phase in enumerate(phases):
+        if k < len(phase_stats):
+            continue
         if log is not None and k:
             log(f"phase {k + 1}: fine-tuning with {cfg.finetune}")
         init = trained.model if trained is not None else None
@@ -216,6 +226,36 @@ def build_planted(
     card = make_card(cfg, model, stats, validate=validate)
     zoo.write_card(target, card)
     return target
+
+
+def _recipe_key(cfg: PlantedConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def load_first_phase(folder: str | Path, phases: list[PlantedConfig], tokenizer) -> TrainedPlanted:
+    """A saved first phase of a two-phase recipe, checked against it (recipe fields added since are
+    taken at their defaults, which leave training unchanged)."""
+    if len(phases) < 2:
+        raise ValueError("first_phase= needs a two-phase recipe (PlantedConfig.finetune set)")
+    folder = Path(folder)
+    if not zoo.is_model_dir(folder):
+        raise ValueError(f"first_phase={str(folder)!r} is not a model folder (config.json + weights)")
+    card = zoo.read_card(folder)
+    try:
+        saved = PlantedConfig(**card["recipe"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"first_phase={str(folder)!r}: its card has no planted recipe ({e})") from e
+    if _recipe_key(saved) != _recipe_key(phases[0]):
+        a, b = dataclasses.asdict(saved), dataclasses.asdict(phases[0])
+        diff = sorted(k for k in b if json.dumps(a[k]) != json.dumps(b[k]))
+        raise ValueError(
+            f"first_phase={str(folder)!r} was trained with another first-phase recipe (fields differ: "
+            f"{diff}); train both phases instead (drop first_phase)"
+        )
+    model = zoo.read_model_dir(folder)
+    hl = high_level(phases[0].task, tokenizer, **phases[0].extra)
+    stats = {**card.get("training", {}), "from_folder": str(folder)}
+    return TrainedPlanted(model=model, tokenizer=tokenizer, high_level=hl, stats=stats)
 
 
 def make_card(cfg: PlantedConfig, model: HookedTransformer, stats: dict, *, validate: bool = True) -> dict:

@@ -679,3 +679,19 @@ def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_pat
     assert card["recipe"]["finetune"] == {"steps": 3, "w_single": 1.0, "lr": 1e-4}
     assert [p["steps"] for p in card["training"]["phases"]] == [2, 3] and card["training"]["steps"] == 5
     assert any(x.startswith("phase 2") for x in lines)
+
+    # a saved first phase: only the fine-tuning phase trains, from exactly those weights (lr 0 here)
+    first = build_planted(PlantedConfig(**small), out_dir=tmp_path / "p1", validate=False, progress=False)
+    zero = PlantedConfig(**small, finetune={"steps": 1, "lr": 0.0})
+    again = build_planted(zero, out_dir=tmp_path / "p2", validate=False, progress=False, first_phase=first)
+    w1, w2 = zoo.read_model_dir(first).state_dict(), zoo.read_model_dir(again).state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    phases = zoo.read_card(again)["training"]["phases"]
+    assert phases[0]["from_folder"] == str(first) and phases[1]["steps"] == 1
+    with pytest.raises(ValueError, match=r"another first-phase recipe \(fields differ: \['seed'\]"):
+        build_planted(
+            PlantedConfig(**{**small, "seed": 1}, finetune={"steps": 1}),
+            out_dir=tmp_path / "p3", validate=False, progress=False, first_phase=first,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="needs a two-phase recipe"):
+        build_planted(PlantedConfig(**small), out_dir=tmp_path / "p4", progress=False, first_phase=first)

@@ -28,3 +28,8 @@ def test_zoo_train_rejects_unknown_name(capsys):
 def test_zoo_train_rejects_zero_threads(capsys):
     assert main(["zoo", "train", "tiny", "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_zoo_train_refuses_first_phase_for_a_one_phase_model(capsys, tmp_path):
+    assert main(["zoo", "train", "tiny", "--first-phase", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "--first-phase applies to planted two-phase recipes only" in capsys.readouterr().err
