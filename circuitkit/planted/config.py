@@ -89,6 +89,11 @@ class PlantedConfig:
     """Single-component strictness on each component's mean change over its rows of the batch (squared,
     weighted by its share of rows), validation's quantity, instead of every row's squared change (which
     also penalises scatter that averages out over prompts)."""
+    single_swap: float = 0.0
+    """Share of the single-component strictness rows run the other way round: the source prompt with the
+    component taken from the base. With minimal-pair sources this is validation's denoising direction
+    (an ABC prompt with a component from the clean one), otherwise rare: only a quarter of base rows are
+    ABC; 0: base rows only."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

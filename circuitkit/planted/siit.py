@@ -337,14 +337,12 @@ def logit_diff_match(
 def component_mean_change(
     logits: Float[Tensor, "batch vocab"],
     reference: Float[Tensor, "batch vocab"],
-    hl: HighLevelModel,
-    batch: AlignedBatch,
+    pair: Int[Tensor, "batch 2"],
     pick: Int[Tensor, " batch"],
 ) -> Tensor:
     """Sum over the picked components of (their share of rows) x (mean signed change of the task logit
     difference over their rows)^2: what validation measures (a component's mean effect over prompts),
     without penalising row-to-row scatter that averages out."""
-    pair = logit_pair(hl, batch)
     rows = torch.arange(len(pair), device=pair.device)
     d = (logits[rows, pair[:, 0]] - logits[rows, pair[:, 1]]).float()
     d = d - (reference[rows, pair[:, 0]] - reference[rows, pair[:, 1]]).float()
@@ -569,12 +567,23 @@ def train_planted(
                     weights = (1 - cfg.single_focus) * free / free.sum() + cfg.single_focus * (
                         focus * free / (focus * free).sum()
                     )
-                single, pick = single_masks(model, hl.nodes, base, gen, weights)
-                single_logits = end_logits(model, base.tokens, end, patch_hooks(single_cache, single))
-                ref = base_logits.detach()
-                sq = logit_diff_match(single_logits, ref, logit_pair(hl, base), per_row=True)
+                single_base, ref = base, base_logits.detach()
+                if cfg.single_swap > 0:  # swapped rows: the source prompt with the base's component
+                    swap = (torch.rand(cfg.batch, generator=gen) < cfg.single_swap).to(device)
+                    single_base = select_rows(swap, source, base)
+                    base_cache = cache_components(model, base.tokens)
+                    single_cache = {
+                        k: torch.where(swap.view(-1, *[1] * (x.ndim - 1)), base_cache[k], x)
+                        for k, x in single_cache.items()
+                    }
+                    with torch.no_grad():
+                        ref = torch.where(swap[:, None], end_logits(model, source.tokens, end), ref)
+                single, pick = single_masks(model, hl.nodes, single_base, gen, weights)
+                single_logits = end_logits(model, single_base.tokens, end, patch_hooks(single_cache, single))
+                pair = logit_pair(hl, single_base)
+                sq = logit_diff_match(single_logits, ref, pair, per_row=True)
                 if cfg.single_mean:
-                    losses["single"] = component_mean_change(single_logits, ref, hl, base, pick)
+                    losses["single"] = component_mean_change(single_logits, ref, pair, pick)
                 else:
                     losses["single"] = sq.mean()
                 with torch.no_grad():  # running mean squared change per component

@@ -606,9 +606,9 @@ def test_component_mean_change_penalises_mean_effects_not_scatter(tiny_model):
     for row, change in enumerate([1.0, -1.0, 2.0, 0.0]):
         moved[row, pair[row, 0]] += change
     pick = torch.tensor([0, 0, 1, 2])
-    assert abs(float(component_mean_change(moved, ref, hl, batch, pick)) - 1.0) < 1e-5
+    assert abs(float(component_mean_change(moved, ref, pair, pick)) - 1.0) < 1e-5
     assert abs(float(logit_diff_match(moved, ref, pair)) - 1.5) < 1e-5
-    assert abs(float(component_mean_change(moved, ref, hl, batch, torch.tensor([0, 1, 2, 3]))) - 1.5) < 1e-5
+    assert abs(float(component_mean_change(moved, ref, pair, torch.tensor([0, 1, 2, 3]))) - 1.5) < 1e-5
 
 
 def test_training_loop_runs_every_option(tiny_model):
@@ -622,7 +622,7 @@ def test_training_loop_runs_every_option(tiny_model):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
-        single_focus=0.5, single_mean=True,
+        single_focus=0.5, single_mean=True, single_swap=0.5,
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
