@@ -66,13 +66,16 @@ PLANTED: dict[str, PlantedConfig] = {
 # Recipes that did not reach a validated model in the time given (README, "Planted circuits"): trainable
 # with circuitkit.planted.build.build_planted(..., out_dir=...), not shipped, not in the zoo listing.
 PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
-    # d_head 48 (copying ~80 names through d_head 24 stalled); attention-pattern loss on the aligned
-    # heads; strictness ramped in after 100 steps; IIT rows weighted to the name mover; training batches
-    # augmented so the circuit carries over to held-out templates; blocked / frozen IIT rows against skip
-    # edges and non-aligned relays; minimal-pair sources (S2 changed, names kept) for strictness and for
-    # the duplicate / S-inhibition IIT rows only. Session 7 (run P2, 27 min on one of two shared cores):
-    # passes accuracy, IIA (>= 0.99), own effects and every edge check; fails on L0H0 resampled (0.18 of
-    # the gap) and the MLPs (0.05-0.08).
+    # Phase 1 (session 7's run P2, 3,000 steps): d_head 48 (copying ~80 names through d_head 24
+    # stalled); attention-pattern loss on the aligned heads; strictness ramped in after 100 steps; IIT
+    # rows weighted to the name mover; training batches augmented so the circuit carries over to held-out
+    # templates; blocked / frozen IIT rows against skip edges and non-aligned relays; minimal-pair
+    # sources (S2 changed, names kept) for strictness and for the duplicate / S-inhibition IIT rows only.
+    # Alone it passes every check but single components (L0H0 resampled 0.185 of the gap, MLPs 0.05-0.08).
+    # Phase 2 (session 8, run S14, 800 steps from phase 1's weights): single-component strictness - one
+    # non-aligned head or MLP resample-ablated per row, the change of the logit difference penalised
+    # (half the rows from an independent prompt, half run the other way round, picks weighted to the
+    # components still moving it). Heads <= 0.049; MLP2 0.056 / 0.060 of the gap (bar 0.05).
     "ck-planted-ioi": PlantedConfig(
         name="ck-planted-ioi",
         task="ioi",
@@ -91,6 +94,19 @@ PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
         iit_node_weights=(1.0, 1.0, 3.0, 1.5),
         w_attn=1.0,
         extra={"augment": 0.5, "mover_weights": (0.85, 0.15)},
+        finetune={
+            "steps": 800,
+            "warmup": 50,
+            "lr": 3e-4,
+            "strict_start": 0,
+            "strict_ramp": 0,
+            "p_block": 0.6,
+            "iit_node_weights": (1.0, 2.0, 3.0, 1.5),
+            "w_single": 3.0,
+            "single_independent": 0.5,
+            "single_focus": 0.5,
+            "single_swap": 0.5,
+        },
     ),
 }
 BUILTIN.update(PLANTED)
