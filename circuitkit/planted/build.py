@@ -27,8 +27,12 @@ THRESHOLDS = {
     "iia": 0.95,
     "aligned_effect": 0.10,
     "nonaligned_effect": 0.05,
+    "behaviour_kl": 0.5,
 }
-"""What validation demands (issue 14): shares of the clean - corrupted metric gap for effects."""
+"""What validation demands (issue 14): shares of the clean - corrupted metric gap for effects; and
+(added in session 8, not in the issue) the mean KL in nats from the high-level model's output on held-out
+prompts drawn as it draws them, ABC included: a model answering ABC prompts with a confident coin flip
+(+-25 logits, 0 on average) passed every mean-based check."""
 
 OUTPUT_READERS = {"ioi": ("name_mover", "backup_name_mover"), "greater_than": ("answer",)}
 
@@ -76,6 +80,7 @@ def validate_model(
     m_clean, m_corr = float(data.metric(clean)), float(data.metric(corrupted))
     layouts = list(ioi.word_lists("heldout")["templates"]) if hl.task == "ioi" else None
     iia = v.interchange_accuracy(model, hl, n=n_iia, split="heldout", layouts=layouts, seed=seed)
+    fit = v.behaviour_fit(model, hl, n=n_iia, split="heldout", layouts=layouts, seed=seed)
     effects = v.component_effects(model, data, seed=seed)
     own = {}
     for n in hl.nodes:
@@ -112,6 +117,7 @@ def validate_model(
     }
     checks = {
         "accuracy": float(data.accuracy(clean)) >= THRESHOLDS["accuracy"],
+        "behaviour": fit["kl"] <= THRESHOLDS["behaviour_kl"],
         "iia": all(x["iia"] >= THRESHOLDS["iia"] for x in iia.values()),
         # denoising restores a share of the gap (> 0), noising removes one (normalised effect < 0); a
         # node counts when either is at least the threshold: an AND-gated node (the units digit matters
@@ -139,6 +145,7 @@ def validate_model(
             "gap": round(m_clean - m_corr, 4),
         },
         "iia": iia,
+        "behaviour_fit": fit,
         "aligned_effects": own,
         "nonaligned_max_effects": nonaligned,
         "edges_path_patching": edges,

@@ -89,6 +89,12 @@ class PlantedConfig:
     """Single-component strictness on each component's mean change over its rows of the batch (squared,
     weighted by its share of rows), validation's quantity, instead of every row's squared change (which
     also penalises scatter that averages out over prompts)."""
+    single_soft_mean: bool = False
+    """Rows whose high-level answer is a split (IOI's ABC prompts: either name) enter single-component
+    strictness through their component's mean change only, the other rows through their own squared
+    change. Per-row penalties on split rows reward a confident coin flip - hard attention to one name
+    is robust to any one ablation - which session 8 measured: |logit difference| on ABC prompts 0.7 ->
+    24 (behaviour KL 0.04 -> 3.0) while every mean-based check passed."""
     single_swap: float = 0.0
     """Share of the single-component strictness rows run the other way round: the source prompt with the
     component taken from the base. With minimal-pair sources this is validation's denoising direction

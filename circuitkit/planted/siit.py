@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
@@ -353,6 +353,23 @@ def component_mean_change(
     return (counts / len(d) * means.pow(2)).sum()
 
 
+def split_change_loss(
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    pair: Int[Tensor, "batch 2"],
+    pick: Int[Tensor, " batch"],
+    soft: Bool[Tensor, " batch"],
+) -> Tensor:
+    """Squared change of the logit difference on the ``~soft`` rows (summed, over all rows) plus, over
+    the ``soft`` rows, :func:`component_mean_change` weighted by their share of rows."""
+    sq = logit_diff_match(logits, reference, pair, per_row=True)
+    hard = torch.where(soft, torch.zeros_like(sq), sq).mean()
+    if not soft.any():
+        return hard
+    share = soft.float().mean()
+    return hard + share * component_mean_change(logits[soft], reference[soft], pair[soft], pick[soft])
+
+
 def soft_cross_entropy(logits: Float[Tensor, "batch vocab"], target: Float[Tensor, "batch vocab"]) -> Tensor:
     """KL(target || softmax(logits)) averaged over rows (cross-entropy minus the target's entropy)."""
     logp = F.log_softmax(logits.float(), dim=-1)
@@ -584,6 +601,9 @@ def train_planted(
                 sq = logit_diff_match(single_logits, ref, pair, per_row=True)
                 if cfg.single_mean:
                     losses["single"] = component_mean_change(single_logits, ref, pair, pick)
+                elif cfg.single_soft_mean:
+                    soft = hl.output(single_base).max(-1).values < 1 - 1e-6  # e.g. IOI's ABC rows
+                    losses["single"] = split_change_loss(single_logits, ref, pair, pick, soft)
                 else:
                     losses["single"] = sq.mean()
                 with torch.no_grad():  # running mean squared change per component

@@ -87,6 +87,47 @@ def interchange_accuracy(
     return out
 
 
+def behaviour_fit(
+    model: HookedTransformer,
+    hl: HighLevelModel,
+    *,
+    n: int = 64,
+    split: str = "heldout",
+    layouts: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean KL(high-level output || model) at END on ``n`` unpatched held-out prompts per layout, drawn as
+    the high-level model draws them (IOI: a quarter ABC, whose answer is an even split of the two names).
+
+    Accuracy and the clean - corrupted gap are means that a model answering ABC prompts with a confident
+    coin flip (+-20 logits, averaging to 0) passes; this is the per-prompt check. IOI adds ``kl_abc`` /
+    ``kl_repeated`` and ``abc_abs_logit_diff`` (mean |slot-1 - slot-2 logit| on ABC prompts)."""
+    rng = random.Random(seed)
+    layouts = layouts or [None]  # type: ignore[list-item]
+    kls, abc_rows, gaps = [], [], []
+    for layout in layouts:
+        batch = hl.sample(rng, n, split=split, template=layout).to(model.cfg.device)
+        with torch.no_grad():
+            logits = model(batch.tokens)[:, batch.positions["end"]].float()
+        target = hl.output(batch)
+        logp = torch.log_softmax(logits, -1)
+        ent = torch.where(target > 0, target * target.clamp_min(1e-12).log(), torch.zeros_like(target))
+        kls.append((ent - target * logp).sum(-1))
+        v = batch.variables
+        if {"S2", "slot1", "slot2"} <= set(v):
+            abc_rows.append((v["S2"] != v["slot1"]) & (v["S2"] != v["slot2"]))
+            rows = torch.arange(len(batch), device=logits.device)
+            gaps.append(logits[rows, v["slot1"]] - logits[rows, v["slot2"]])
+    kl = torch.cat(kls)
+    out = {"kl": round(float(kl.mean()), 4), "n_prompts": len(kl)}
+    if abc_rows:
+        abc, gap = torch.cat(abc_rows), torch.cat(gaps)
+        out["kl_abc"] = round(float(kl[abc].mean()), 4) if abc.any() else float("nan")
+        out["kl_repeated"] = round(float(kl[~abc].mean()), 4)
+        out["abc_abs_logit_diff"] = round(float(gap[abc].abs().mean()), 4) if abc.any() else float("nan")
+    return out
+
+
 def node_effect(
     model: HookedTransformer, data: TaskDataset, node: Node, position: Int[Tensor, " batch"]
 ) -> dict[str, float]:

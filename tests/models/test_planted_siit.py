@@ -611,7 +611,27 @@ def test_component_mean_change_penalises_mean_effects_not_scatter(tiny_model):
     assert abs(float(component_mean_change(moved, ref, pair, torch.tensor([0, 1, 2, 3]))) - 1.5) < 1e-5
 
 
-def test_training_loop_runs_every_option(tiny_model):
+def test_split_change_loss_takes_means_on_split_rows_only(tiny_model):
+    """Hard rows change by 1 and 3 (squared: 1 + 9), the two split rows of one component by +2 and -2
+    (mean 0): (1 + 9) / 4 = 2.5; all rows per-row would give (1 + 9 + 4 + 4) / 4 = 4.5; split rows of
+    different components keep their squared means (share 1/2 x (4 + 4) / 2 = 2 more)."""
+    from circuitkit.planted.siit import split_change_loss
+
+    ref = torch.zeros(4, 10)
+    pair = torch.tensor([[1, 2]] * 4)
+    moved = ref.clone()
+    moved[:, 1] = torch.tensor([1.0, 3.0, 2.0, -2.0])
+    soft = torch.tensor([False, False, True, True])
+    same = torch.tensor([5, 6, 0, 0])
+    assert abs(float(split_change_loss(moved, ref, pair, same, soft)) - 2.5) < 1e-5
+    none = torch.zeros(4, dtype=torch.bool)
+    assert abs(float(split_change_loss(moved, ref, pair, same, none)) - 4.5) < 1e-5
+    apart = torch.tensor([5, 6, 0, 1])
+    assert abs(float(split_change_loss(moved, ref, pair, apart, soft)) - 4.5) < 1e-5
+
+
+@pytest.mark.parametrize("single_mode", ["single_soft_mean", "single_mean"])
+def test_training_loop_runs_every_option(tiny_model, single_mode):
     """Four SIIT steps on a tiny IOI recipe with every option on: every loss is reported and finite, and
     the weights move."""
     from circuitkit.planted.config import PlantedConfig
@@ -622,7 +642,7 @@ def test_training_loop_runs_every_option(tiny_model):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
-        single_focus=0.5, single_mean=True, single_swap=0.5,
+        single_focus=0.5, single_swap=0.5, **{single_mode: True},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -695,3 +715,39 @@ def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_pat
         )  # fmt: skip
     with pytest.raises(ValueError, match="needs a two-phase recipe"):
         build_planted(PlantedConfig(**small), out_dir=tmp_path / "p4", progress=False, first_phase=first)
+
+
+class _Scripted:
+    """Stands in for a model: END logits scripted per row of one known batch."""
+
+    def __init__(self, batch, end_logits):
+        self.cfg = type("cfg", (), {"device": "cpu"})()
+        self.batch, self.end_logits = batch, end_logits
+
+    def __call__(self, tokens):
+        assert torch.equal(tokens, self.batch.tokens)
+        out = torch.zeros(*tokens.shape, self.end_logits.shape[-1])
+        out[:, self.batch.positions["end"]] = self.end_logits
+        return out
+
+
+def test_behaviour_fit_catches_a_confident_coin_flip_on_abc_prompts(tiny_model, ioi_hl):
+    """A model that reproduces the high-level output scores KL ~ 0; one that answers ABC prompts with
+    +20 for the first name (a coin flip averaging out over prompts, invisible to accuracy and the mean
+    gap) scores log 2-ish nats more per ABC prompt and |logit difference| 20 there, repeated rows intact."""
+    from circuitkit.planted.validate import behaviour_fit
+
+    batch = ioi_hl.sample(random.Random(3), 64, split="heldout")
+    target = ioi_hl.output(batch)
+    v = batch.variables
+    abc = (v["S2"] != v["slot1"]) & (v["S2"] != v["slot2"])
+    assert 0 < int(abc.sum()) < 64
+    exact = target.clamp_min(1e-9).log()
+    got = behaviour_fit(_Scripted(batch, exact), ioi_hl, n=64, seed=3)
+    assert got["kl"] < 1e-4 and got["abc_abs_logit_diff"] < 1e-4
+    flip = exact.clone()
+    rows = abc.nonzero().flatten()
+    flip[rows, v["slot1"][rows]] += 20.0
+    bad = behaviour_fit(_Scripted(batch, flip), ioi_hl, n=64, seed=3)
+    assert abs(bad["abc_abs_logit_diff"] - 20.0) < 1e-3 and bad["kl_repeated"] < 1e-4
+    assert bad["kl_abc"] > 5 and bad["kl"] > 1
