@@ -72,10 +72,12 @@ PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
     # templates; blocked / frozen IIT rows against skip edges and non-aligned relays; minimal-pair
     # sources (S2 changed, names kept) for strictness and for the duplicate / S-inhibition IIT rows only.
     # Alone it passes every check but single components (L0H0 resampled 0.185 of the gap, MLPs 0.05-0.08).
-    # Phase 2 (session 8, run S14, 800 steps from phase 1's weights): single-component strictness - one
-    # non-aligned head or MLP resample-ablated per row, the change of the logit difference penalised
-    # (half the rows from an independent prompt, half run the other way round, picks weighted to the
-    # components still moving it). Heads <= 0.049; MLP2 0.056 / 0.060 of the gap (bar 0.05).
+    # Phase 2 (session 8, run S12, 800 steps from phase 1's weights): single-component strictness - one
+    # non-aligned head or MLP resample-ablated per row (half the rows from an independent prompt, picks
+    # weighted to the components still moving it), each component's mean change of the logit difference
+    # penalised. Keeps the behaviour fit (KL 0.12 nats; the per-row variant answered ABC prompts with a
+    # confident coin flip, KL 3.0) and passes every check but single components: L0H0 resampled 0.068,
+    # MLP2 0.084 denoising (bar 0.05).
     "ck-planted-ioi": PlantedConfig(
         name="ck-planted-ioi",
         task="ioi",
@@ -105,7 +107,7 @@ PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
             "w_single": 3.0,
             "single_independent": 0.5,
             "single_focus": 0.5,
-            "single_swap": 0.5,
+            "single_mean": True,
         },
     ),
 }
