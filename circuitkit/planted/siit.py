@@ -292,6 +292,11 @@ def pair_rows(nodes: tuple[Node, ...], pair_nodes: tuple[str, ...], node: Tensor
     return keep[node.clamp_min(0)] & (node >= 0)
 
 
+def merge_cache_rows(rows: Tensor, a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Row ``i`` of each cached activation from ``a`` where ``rows[i]``, else from ``b`` (same keys)."""
+    return {k: torch.where(rows.view(-1, *[1] * (x.ndim - 1)), a[k], x) for k, x in b.items()}
+
+
 def select_rows(rows: Tensor, a: AlignedBatch, b: AlignedBatch) -> AlignedBatch:
     """Row ``i`` of ``a`` where ``rows[i]``, else of ``b`` (same layout: ``b``'s positions are kept)."""
     return AlignedBatch(
@@ -325,13 +330,22 @@ def logit_diff_match(
     """Mean over rows (``per_row``: each row's value) of the squared change of ``logits[a] - logits[b]``
     from ``reference``'s, with ``(a, b) = pair[row]``: zero exactly when each row's task logit
     difference is unchanged."""
+    sq = pair_change(logits, reference, pair).pow(2)
+    return sq if per_row else sq.mean()
+
+
+def pair_change(
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    pair: Int[Tensor, "batch 2"],
+) -> Float[Tensor, " batch"]:
+    """Each row's signed change of ``logits[a] - logits[b]`` from ``reference``'s, ``(a, b) = pair[row]``."""
     rows = torch.arange(len(pair), device=pair.device)
 
     def diff(x: Tensor) -> Tensor:
         return x[rows, pair[:, 0]].float() - x[rows, pair[:, 1]].float()
 
-    sq = (diff(logits) - diff(reference)).pow(2)
-    return sq if per_row else sq.mean()
+    return diff(logits) - diff(reference)
 
 
 def component_mean_change(
@@ -343,9 +357,7 @@ def component_mean_change(
     """Sum over the picked components of (their share of rows) x (mean signed change of the task logit
     difference over their rows)^2: what validation measures (a component's mean effect over prompts),
     without penalising row-to-row scatter that averages out."""
-    rows = torch.arange(len(pair), device=pair.device)
-    d = (logits[rows, pair[:, 0]] - logits[rows, pair[:, 1]]).float()
-    d = d - (reference[rows, pair[:, 0]] - reference[rows, pair[:, 1]]).float()
+    d = pair_change(logits, reference, pair)
     pick = pick.to(d.device)
     n = int(pick.max()) + 1
     counts = torch.bincount(pick, minlength=n).float()
@@ -530,10 +542,7 @@ def train_planted(
             paired = pair_rows(hl.nodes, cfg.pair_nodes, node)
             iit_source = select_rows(paired, source, independent)
             ind_cache = cache_components(model, independent.tokens)
-            iit_src_cache = {
-                k: torch.where(paired.view(-1, *[1] * (x.ndim - 1)), x, ind_cache[k])
-                for k, x in src_cache.items()
-            }
+            iit_src_cache = merge_cache_rows(paired, src_cache, ind_cache)
         iit_cache, iit_mask = iit_src_cache, iit_masks(model, hl.nodes, base, node)
         iit_target = hl.output(base, iit_source, node)
         if cfg.p_block > 0 or cfg.p_freeze > 0:
@@ -575,10 +584,7 @@ def train_planted(
                     own = (torch.rand(cfg.batch, generator=gen) < cfg.single_independent).to(device)
                     if ind_cache is None:
                         ind_cache = cache_components(model, independent.tokens)
-                    single_cache = {
-                        k: torch.where(own.view(-1, *[1] * (x.ndim - 1)), ind_cache[k], x)
-                        for k, x in src_cache.items()
-                    }
+                    single_cache = merge_cache_rows(own, ind_cache, src_cache)
                 weights = None
                 if cfg.single_focus > 0:  # part of the rows go to the components that still matter most
                     weights = (1 - cfg.single_focus) * free / free.sum() + cfg.single_focus * (
@@ -589,10 +595,7 @@ def train_planted(
                     swap = (torch.rand(cfg.batch, generator=gen) < cfg.single_swap).to(device)
                     single_base = select_rows(swap, source, base)
                     base_cache = cache_components(model, base.tokens)
-                    single_cache = {
-                        k: torch.where(swap.view(-1, *[1] * (x.ndim - 1)), base_cache[k], x)
-                        for k, x in single_cache.items()
-                    }
+                    single_cache = merge_cache_rows(swap, base_cache, single_cache)
                     with torch.no_grad():
                         ref = torch.where(swap[:, None], end_logits(model, source.tokens, end), ref)
                 single, pick = single_masks(model, hl.nodes, single_base, gen, weights)
