@@ -100,6 +100,12 @@ class PlantedConfig:
     component taken from the base. With minimal-pair sources this is validation's denoising direction
     (an ABC prompt with a component from the clean one), otherwise rare: only a quarter of base rows are
     ABC; 0: base rows only."""
+    project_last: bool = False
+    """After every optimiser step (and once at the start), project the output weights of the last
+    block's non-aligned heads and MLP off the directions along which a residual write moves a logit
+    difference between two of the task's answer tokens (``circuitkit.planted.direct``). Their only path
+    to the logits is the direct one, so this removes their task effect exactly, up to ``ln_final``'s
+    scale; False: left to the losses."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

@@ -97,6 +97,10 @@ class HighLevelModel(Protocol):
         """``n`` prompts of one randomly chosen layout (template), with their high-level inputs."""
         ...
 
+    def answer_ids(self) -> Int[Tensor, " n"]:
+        """Token ids of every answer the task can ask for (the logit differences the metric reads)."""
+        ...
+
     def output(
         self,
         base: AlignedBatch,

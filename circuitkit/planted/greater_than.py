@@ -94,6 +94,10 @@ class GreaterThanHighLevel:
             layout="greater_than",
         )
 
+    def answer_ids(self) -> Tensor:
+        """The two-digit year tokens: the answers whose probabilities the metric compares."""
+        return self.year_ids.clone()
+
     def _answer(self, year: Tensor) -> Float[Tensor, "batch vocab"]:
         ys = torch.arange(100, device=year.device)
         later = ys[None, :] > year[:, None]

@@ -240,6 +240,11 @@ class IOIHighLevel:
         the IOI metric (``PlantedConfig.w_logit_diff`` keeps it unchanged under resample ablation)."""
         return torch.stack([batch.variables["slot1"], batch.variables["slot2"]], dim=-1)
 
+    def answer_ids(self) -> Int[Tensor, " names"]:
+        """Every name either split may ask for: the tokens whose logit differences are the metric."""
+        words = sorted({" " + x for x in vocab.all_names()})
+        return torch.tensor(sorted(check_single_tokens(self.tokenizer, words, "IOI names").values()))
+
     def _name_ids(self, device) -> Tensor:
         if not hasattr(self, "_names"):
             words = [" " + x for x in ioi.word_lists("train")["names"]]

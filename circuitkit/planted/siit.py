@@ -34,6 +34,7 @@ from transformer_lens import HookedTransformer
 from circuitkit.models import corpus
 from circuitkit.models.train import hooked_config
 from circuitkit.planted.config import PlantedConfig
+from circuitkit.planted.direct import answer_basis, last_block_free, project_last_block
 from circuitkit.planted.graph import AlignedBatch, HighLevelModel, Node
 
 
@@ -508,6 +509,9 @@ def train_planted(
         init_from_builtin(model, cfg.init_from)
     if init is not None:
         model.load_state_dict(init.state_dict())
+    answers = hl.answer_ids().to(device) if cfg.project_last else None
+    if answers is not None:
+        project_last_block(model, hl.nodes, answers)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
@@ -639,6 +643,8 @@ def train_planted(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if answers is not None:
+            project_last_block(model, hl.nodes, answers)
         for k, v in losses.items():
             v = float(v.detach())
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
@@ -662,6 +668,12 @@ def train_planted(
         "torch": torch.__version__,
         "corpus": {**text_meta, "text_stream_tokens": len(stream), "text_every": cfg.text_every},
     }
+    if answers is not None:
+        stats["project_last"] = {
+            "components": last_block_free(model, hl.nodes),
+            "answer_tokens": len(answers),
+            "directions": int(answer_basis(model, answers).shape[1]),
+        }
     if cfg.w_single > 0:  # which non-aligned components were still hard to silence at the end
         n_h, n_l = cfg.n_heads, cfg.n_layers
         labels = [f"L{i // n_h}H{i % n_h}" for i in range(n_l * n_h)] + [f"MLP{i}" for i in range(n_l)]

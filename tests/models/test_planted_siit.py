@@ -642,7 +642,7 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
-        single_focus=0.5, single_swap=0.5, **{single_mode: True},
+        single_focus=0.5, single_swap=0.5, project_last=single_mode == "single_mean", **{single_mode: True},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -663,6 +663,17 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
     assert any(v != 1.0 for v in sq.values())  # updated from the measured changes (starts at 1)
     first, last = steps[0], steps[3]
     assert any(not torch.equal(first[k], last[k]) for k in first if k.endswith("W_Q"))
+    if cfg.project_last:  # the last block's free MLP and heads stay off the answer directions
+        from circuitkit.planted.direct import answer_basis
+
+        q = answer_basis(trained.model, trained.high_level.answer_ids())
+        assert trained.stats["project_last"]["components"] == ["L2H1", "L2H2", "MLP2"]
+        assert trained.stats["project_last"]["directions"] == q.shape[1] > 10
+        w = trained.model.blocks[2].mlp.W_out.detach()
+        assert float((w @ q).norm()) < 1e-4 * float(w.norm())
+        assert float((trained.model.blocks[2].attn.W_O[1].detach() @ q).norm()) < 1e-4
+    else:
+        assert "project_last" not in trained.stats
 
 
 def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_path):
