@@ -106,6 +106,13 @@ class PlantedConfig:
     difference between two of the task's answer tokens (``circuitkit.planted.direct``). Their only path
     to the logits is the direct one, so this removes their task effect exactly, up to ``ln_final``'s
     scale; False: left to the losses."""
+    project_values: bool = False
+    """After every optimiser step (and once at the start), project the output weights of every
+    non-aligned head and MLP below an aligned head that reads the tokens (IOI's name movers) off that
+    head's value read space (``circuitkit.planted.direct.project_value_reads``): the planted edge is
+    tokens -> reader, so the reader copies the token from the embedding, not from a non-aligned relay
+    (IOI's non-aligned layer-0 heads copied each name at its own position into the name movers'
+    values, 7-9 % of the gap each under resample ablation); False: left to the losses."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

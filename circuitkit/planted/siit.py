@@ -34,7 +34,14 @@ from transformer_lens import HookedTransformer
 from circuitkit.models import corpus
 from circuitkit.models.train import hooked_config
 from circuitkit.planted.config import PlantedConfig
-from circuitkit.planted.direct import answer_basis, last_block_free, project_last_block
+from circuitkit.planted.direct import (
+    answer_basis,
+    last_block_free,
+    project_last_block,
+    project_value_reads,
+    token_readers,
+    value_read_basis,
+)
 from circuitkit.planted.graph import AlignedBatch, HighLevelModel, Node
 
 
@@ -510,8 +517,14 @@ def train_planted(
     if init is not None:
         model.load_state_dict(init.state_dict())
     answers = hl.answer_ids().to(device) if cfg.project_last else None
-    if answers is not None:
-        project_last_block(model, hl.nodes, answers)
+
+    def project() -> None:
+        if cfg.project_values:
+            project_value_reads(model, hl.nodes)
+        if answers is not None:
+            project_last_block(model, hl.nodes, answers)
+
+    project()
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
@@ -643,8 +656,7 @@ def train_planted(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if answers is not None:
-            project_last_block(model, hl.nodes, answers)
+        project()
         for k, v in losses.items():
             v = float(v.detach())
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
@@ -668,6 +680,11 @@ def train_planted(
         "torch": torch.__version__,
         "corpus": {**text_meta, "text_stream_tokens": len(stream), "text_every": cfg.text_every},
     }
+    if cfg.project_values:
+        stats["project_values"] = {
+            "readers": [n.label for n in token_readers(hl.nodes)],
+            "directions": int(value_read_basis(model, token_readers(hl.nodes)).shape[1]),
+        }
     if answers is not None:
         stats["project_last"] = {
             "components": last_block_free(model, hl.nodes),

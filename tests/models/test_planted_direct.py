@@ -28,8 +28,10 @@ def _model(norm: str) -> HookedTransformer:
         normalization_type=norm, seed=0,
     )  # fmt: skip
     model = HookedTransformer(cfg)
-    with torch.no_grad():  # a non-trivial final norm weight, so the basis must include it
-        model.ln_final.w.uniform_(0.5, 2.0)
+    with torch.no_grad():  # non-trivial norm weights, so the bases must include them
+        for name, p in model.named_parameters():
+            if name.startswith(("ln_final", "blocks.")) and ".ln" in f".{name}" and name.endswith(".w"):
+                p.uniform_(0.5, 2.0)
     return model
 
 
@@ -106,3 +108,65 @@ def test_answer_basis_spans_every_answer_difference_and_no_more():
     assert (q @ (q.T @ other) - other).norm() > 0.1 * other.norm()
     with pytest.raises(ValueError, match="at least two answer tokens"):
         answer_basis(model, torch.tensor([3]))
+
+
+READERS = (
+    Node("dup", "duplicate token", 0, 1, "S2", reads=("tokens",)),
+    Node("mid", "s-inhibition", 1, 2, "end", reads=("dup",)),
+    Node("mover", "name mover", 2, 0, "end", reads=("mid", "tokens")),
+)
+
+
+@pytest.mark.parametrize("norm", ["LN", "RMS"])
+def test_value_projection_hides_earlier_free_components_from_token_readers(norm):
+    """After ``project_value_reads``, resampling any non-aligned head or MLP below the token reader leaves
+    the reader's values unchanged along the direct path (every other component's output and the
+    reader's ``ln1`` scale held at the unpatched run's); aligned components keep their effect, and a
+    reader that does not read the tokens (``mid``) is not protected."""
+    from circuitkit.planted.direct import project_value_reads, token_readers
+
+    model = _model(norm)
+    assert [n.label for n in token_readers(READERS)] == ["L2H0"]  # the layer-0 reader has nothing below
+    tokens, other = torch.randint(0, 50, (6, 10)), torch.randint(0, 50, (6, 10))
+
+    @torch.no_grad()
+    def moved(hook: str, head: int | None, reader_layer: int, reader_head: int) -> float:
+        _, cache = model.run_with_cache(tokens)
+        _, src = model.run_with_cache(other)
+        scale = f"blocks.{reader_layer}.ln1.hook_scale"
+        v_name = f"blocks.{reader_layer}.attn.hook_v"
+
+        def put(act, hook):
+            if head is None:
+                return src[hook.name]
+            act = act.clone()
+            act[:, :, head] = src[hook.name][:, :, head]
+            return act
+
+        patched_layer = int(hook.split(".")[1])
+        held = [f"blocks.{i}.hook_mlp_out" for i in range(reader_layer)]
+        held += [f"blocks.{i}.hook_attn_out" for i in range(reader_layer) if i != patched_layer]
+        got: dict[str, torch.Tensor] = {}
+        model.run_with_hooks(
+            tokens,
+            fwd_hooks=[
+                (hook, put),
+                *[(n, lambda a, hook: cache[hook.name]) for n in held if n != hook],
+                (scale, lambda a, hook: cache[scale]),
+                (v_name, lambda a, hook: got.setdefault("v", a)),
+            ],
+        )
+        return float((got["v"][:, :, reader_head] - cache[v_name][:, :, reader_head]).abs().max())
+
+    free = [("blocks.0.attn.hook_z", 0), ("blocks.1.attn.hook_z", 3), ("blocks.0.hook_mlp_out", None)]
+    before = [moved(h, k, 2, 0) for h, k in free]
+    assert min(before) > 1e-3
+    assert 0 < project_value_reads(model, READERS) < 1
+    after = [moved(h, k, 2, 0) for h, k in free]
+    assert max(after) < 1e-5, after
+    assert moved("blocks.0.attn.hook_z", 1, 2, 0) > 1e-3  # aligned: still read
+    assert moved("blocks.0.attn.hook_z", 0, 1, 2) > 1e-3  # `mid` reads no tokens: not protected
+    assert project_value_reads(model, READERS) < 1e-5
+    heads_only = _model(norm)
+    project_value_reads(heads_only, READERS, mlps=False)
+    assert torch.equal(heads_only.blocks[0].mlp.W_out, _model(norm).blocks[0].mlp.W_out)

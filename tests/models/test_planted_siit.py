@@ -642,7 +642,8 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         text_batch=2, max_text_chars=20_000, p_block=0.5, p_freeze=0.5, p_pair=0.5, w_logit=1.0,
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
-        single_focus=0.5, single_swap=0.5, project_last=single_mode == "single_mean", **{single_mode: True},
+        single_focus=0.5, single_swap=0.5, project_last=single_mode == "single_mean",
+        project_values=single_mode == "single_mean", **{single_mode: True},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -672,8 +673,14 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         w = trained.model.blocks[2].mlp.W_out.detach()
         assert float((w @ q).norm()) < 1e-4 * float(w.norm())
         assert float((trained.model.blocks[2].attn.W_O[1].detach() @ q).norm()) < 1e-4
+        assert trained.stats["project_values"] == {"readers": ["L2H0", "L2H3"], "directions": 2 * 8}
+        from circuitkit.planted.direct import value_read_basis
+
+        v = value_read_basis(trained.model, [n for n in trained.high_level.nodes if n.label == "L2H0"])
+        assert float((trained.model.blocks[0].attn.W_O[0].detach() @ v).norm()) < 1e-4
+        assert float((trained.model.blocks[1].mlp.W_out.detach() @ v).norm()) < 1e-4
     else:
-        assert "project_last" not in trained.stats
+        assert "project_last" not in trained.stats and "project_values" not in trained.stats
 
 
 def test_finetune_phase_starts_from_the_first_phases_weights(tiny_model, tmp_path):
