@@ -76,8 +76,10 @@ PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
     # non-aligned head or MLP resample-ablated per row (half the rows from an independent prompt, picks
     # weighted to the components still moving it), each component's mean change of the logit difference
     # penalised. Keeps the behaviour fit (KL 0.12 nats; the per-row variant answered ABC prompts with a
-    # confident coin flip, KL 3.0) and passes every check but single components: L0H0 resampled 0.068,
-    # MLP2 0.084 denoising (bar 0.05).
+    # confident coin flip, KL 3.0). Session 9 (run T1): the last block's free heads and MLP projected off
+    # the answer-token logit-difference directions after every step (project_last; their only path is
+    # direct): MLP2 0.084 -> 0.001. Passes every check but one: L0H0 resampled 0.073 (bar 0.05), through
+    # its copy of each name at the name's own position, which the name movers' values read (README).
     "ck-planted-ioi": PlantedConfig(
         name="ck-planted-ioi",
         task="ioi",
@@ -108,6 +110,7 @@ PLANTED_EXPERIMENTAL: dict[str, PlantedConfig] = {
             "single_independent": 0.5,
             "single_focus": 0.5,
             "single_mean": True,
+            "project_last": True,
         },
     ),
 }
