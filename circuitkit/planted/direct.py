@@ -1,4 +1,7 @@
-"""The last block's non-aligned components kept off the answer directions (``PlantedConfig.project_last``).
+"""Weight projections that cut a non-aligned component's direct read or write of the task exactly.
+
+``project_last`` (``PlantedConfig.project_last``): the last block's non-aligned components kept off the
+answer directions.
 
 A head or MLP in the last block reaches the logits only directly: through ``ln_final`` and the
 unembedding. Its effect on a logit difference between answer tokens i and j is the centred output
@@ -10,8 +13,10 @@ cannot move any answer logit difference at all, except by changing ``ln_final``'
 Single-component strictness (``w_single``) pushes such components towards that state through the
 loss, one noisy sampled row at a time; on IOI it left the last MLP at 6-9 % of the clean-corrupted
 gap (validation's bar: 5 %) in every session-8 run. The projection reaches it exactly after every step.
-Aligned components and earlier blocks are untouched: their paths run through later heads, which a
-weight projection cannot describe.
+
+``project_values`` (``PlantedConfig.project_values``): components below an aligned head that reads the
+tokens are kept out of that head's value read space, so a token's identity reaches the head's values
+only from the embedding (the planted edge). Paths through other components are left to the losses.
 """
 
 from __future__ import annotations
@@ -35,9 +40,7 @@ def answer_basis(model: HookedTransformer, answer_ids: Int[Tensor, " n"]) -> Flo
     if model.cfg.normalization_type in ("LN", "LNPre"):
         u = u - u.mean(0, keepdim=True)  # LayerNorm centres the residual: the mean direction is inert
     u = u - u.mean(1, keepdim=True)  # only differences between answer tokens matter
-    left, s, _ = torch.linalg.svd(u, full_matrices=False)
-    keep = s > s.max() * 1e-5
-    return left[:, keep]
+    return _orthonormal(u)
 
 
 def last_block_free(model: HookedTransformer, nodes: tuple[Node, ...]) -> list[str]:
@@ -78,6 +81,7 @@ def _norm_read(model: HookedTransformer, layer: int, w: Float[Tensor, "d_model k
 
 
 def _orthonormal(w: Float[Tensor, "d_model k"]) -> Float[Tensor, "d_model r"]:
+    """Orthonormal basis of the column space of ``w`` (rank-deficient directions dropped)."""
     left, s, _ = torch.linalg.svd(w, full_matrices=False)
     return left[:, s > s.max() * 1e-5]
 
