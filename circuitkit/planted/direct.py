@@ -35,7 +35,7 @@ def answer_basis(model: HookedTransformer, answer_ids: Int[Tensor, " n"]) -> Flo
     if len(answer_ids) < 2:
         raise ValueError("answer_basis needs at least two answer tokens (a logit difference)")
     u = model.W_U[:, answer_ids.to(model.W_U.device)].detach().float()
-    if model.cfg.normalization_type in ("LN", "LNPre", "RMS", "RMSPre") and hasattr(model.ln_final, "w"):
+    if hasattr(model.ln_final, "w"):  # LN / RMS: the final norm's weight scales every direction
         u = model.ln_final.w.detach().float()[:, None] * u
     if model.cfg.normalization_type in ("LN", "LNPre"):
         u = u - u.mean(0, keepdim=True)  # LayerNorm centres the residual: the mean direction is inert
@@ -60,10 +60,19 @@ def project_last_block(
     training had drifted back since the last call)."""
     q = answer_basis(model, answer_ids).to(model.W_U.dtype)
     block = model.blocks[model.cfg.n_layers - 1]
+    # W_out: [d_mlp, d_model]; a head's slice of W_O: [d_head, d_model] (a view: edited in place)
+    weights = [
+        block.mlp.W_out if label.startswith("MLP") else block.attn.W_O[int(label.split("H")[1])]
+        for label in last_block_free(model, nodes)
+    ]
+    return _project_off(weights, q)
+
+
+def _project_off(weights: list[Tensor], q: Float[Tensor, "d_model r"]) -> float:
+    """Remove from each weight's rows (in place) their part in the span of ``q``'s orthonormal columns;
+    returns the largest share of a weight's norm removed."""
     removed = 0.0
-    for label in last_block_free(model, nodes):
-        # W_out: [d_mlp, d_model]; a head's slice of W_O: [d_head, d_model] (a view: edited in place)
-        w = block.mlp.W_out if label.startswith("MLP") else block.attn.W_O[int(label.split("H")[1])]
+    for w in weights:
         part = (w @ q) @ q.T
         removed = max(removed, float(part.norm() / w.norm().clamp_min(1e-12)))
         w -= part
@@ -119,8 +128,5 @@ def project_value_reads(model: HookedTransformer, nodes: tuple[Node, ...], mlps:
         weights = [block.attn.W_O[h] for h in range(model.cfg.n_heads) if f"L{layer}H{h}" not in aligned]
         if mlps and f"MLP{layer}" not in aligned:
             weights.append(block.mlp.W_out)
-        for w in weights:
-            part = (w @ q) @ q.T
-            removed = max(removed, float(part.norm() / w.norm().clamp_min(1e-12)))
-            w -= part
+        removed = max(removed, _project_off(weights, q))
     return removed
