@@ -113,6 +113,21 @@ class PlantedConfig:
     tokens -> reader, so the reader copies the token from the embedding, not from a non-aligned relay
     (IOI's non-aligned layer-0 heads copied each name at its own position into the name movers'
     values, 7-9 % of the gap each under resample ablation); False: left to the losses."""
+    project_values_rate: float = 1.0
+    """Share of the value-read part removed at each ``project_values`` call: 1 removes it at once, a
+    small rate decays it geometrically over the steps so the circuit can re-route to the planted edge."""
+    project_values_mlps: bool = True
+    """``project_values`` applies to the MLPs below the token readers too, not only the heads."""
+    w_sink: float = 0.0
+    """Weight of a loss that sends the attention of every non-aligned head below a token reader (IOI:
+    layers 0-1, under the name movers), at the named positions ``sink_positions``, to BOS (position 0:
+    the same residual in every prompt), so that their output there does not depend on the prompt.
+    Session 9 measured IOI's three free layer-0 heads attending to themselves at the name positions,
+    relaying each name into the name movers' values (7-9 % of the gap each under resample ablation);
+    forcing the relay out of the weights at once (``project_values``) collapsed training. Cross-entropy
+    of the pattern's BOS entry, mean over heads and positions; 0: off."""
+    sink_positions: tuple[str, ...] = ()
+    """Named positions (the high-level model's ``positions``) where ``w_sink`` applies."""
     w_text: float = 1.0
     """Weight of the natural-text next-token loss."""
     p_strict: float = 0.25

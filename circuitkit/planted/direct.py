@@ -68,14 +68,14 @@ def project_last_block(
     return _project_off(weights, q)
 
 
-def _project_off(weights: list[Tensor], q: Float[Tensor, "d_model r"]) -> float:
-    """Remove from each weight's rows (in place) their part in the span of ``q``'s orthonormal columns;
-    returns the largest share of a weight's norm removed."""
+def _project_off(weights: list[Tensor], q: Float[Tensor, "d_model r"], rate: float = 1.0) -> float:
+    """Remove from each weight's rows (in place) ``rate`` times their part in the span of ``q``'s
+    orthonormal columns (1: all of it); returns the largest share of a weight's norm in that span."""
     removed = 0.0
     for w in weights:
         part = (w @ q) @ q.T
         removed = max(removed, float(part.norm() / w.norm().clamp_min(1e-12)))
-        w -= part
+        w -= rate * part
     return removed
 
 
@@ -109,14 +109,19 @@ def value_read_basis(model: HookedTransformer, readers: list[Node]) -> Float[Ten
 
 
 @torch.no_grad()
-def project_value_reads(model: HookedTransformer, nodes: tuple[Node, ...], mlps: bool = True) -> float:
+def project_value_reads(
+    model: HookedTransformer, nodes: tuple[Node, ...], mlps: bool = True, rate: float = 1.0
+) -> float:
     """Project the output weights of every non-aligned head and MLP below a token-reading aligned head
     (:func:`token_readers`) off that head's value read space, in place: the planted edge is tokens ->
     reader, so the reader must copy the token from the embedding, not from a non-aligned relay. On IOI,
     session 9 measured the non-aligned layer-0 heads attending to themselves at the name positions and
     their copies of the name reaching the name movers' values: resampling one of them moved the logit
     difference by 7-9 % of the gap, 0.4-2 % with the name movers' values held. ``mlps``: the MLPs too,
-    not only the heads. Returns the largest share of output-weight norm removed."""
+    not only the heads. ``rate`` < 1 removes only that share of the part per call: applied after every
+    optimiser step it decays the relay geometrically (a gradual hand-over to the planted edge; removing a
+    relay the trained circuit runs through all at once collapsed the logit difference from 15.6 to 0.8).
+    Returns the largest share of output-weight norm in the read space before the call."""
     readers = token_readers(nodes)
     if not readers:
         return 0.0
@@ -128,5 +133,5 @@ def project_value_reads(model: HookedTransformer, nodes: tuple[Node, ...], mlps:
         weights = [block.attn.W_O[h] for h in range(model.cfg.n_heads) if f"L{layer}H{h}" not in aligned]
         if mlps and f"MLP{layer}" not in aligned:
             weights.append(block.mlp.W_out)
-        removed = max(removed, _project_off(weights, q))
+        removed = max(removed, _project_off(weights, q, rate))
     return removed

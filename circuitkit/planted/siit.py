@@ -446,6 +446,35 @@ def attention_hooks(
     return hooks
 
 
+def sink_hooks(
+    model: HookedTransformer, nodes: tuple[Node, ...], batch: AlignedBatch, at: tuple[str, ...], store: list
+) -> list[tuple[str, Callable]]:
+    """Hooks that record, for every non-aligned head below a token reader (:func:`token_readers`), the
+    attention to BOS (key 0) at the named positions ``at``: ``store`` gets one [batch, head, pos] tensor
+    per layer."""
+    readers = token_readers(nodes)
+    if not at or not readers:
+        return []
+    unknown = set(at) - set(batch.positions)
+    if unknown:
+        raise ValueError(
+            f"sink_positions {sorted(unknown)} are not positions of the task: {sorted(batch.positions)}"
+        )
+    aligned = {(n.layer, n.head) for n in nodes if n.head is not None}
+    q = [batch.positions[p] for p in at]
+    hooks: list[tuple[str, Callable]] = []
+    for layer in range(max(n.layer for n in readers)):
+        heads = [h for h in range(model.cfg.n_heads) if (layer, h) not in aligned]
+
+        def keep(pattern: Tensor, hook, heads=heads) -> Tensor:
+            store.append(pattern[:, heads][:, :, q, 0])
+            return pattern
+
+        if heads:
+            hooks.append((f"blocks.{layer}.attn.hook_pattern", keep))
+    return hooks
+
+
 def attention_loss(patterns: dict[str, Tensor], targets: dict[str, Tensor]) -> Tensor:
     """Mean over aligned heads of the cross-entropy of the attention pattern to the target pattern."""
     terms = [
@@ -520,7 +549,7 @@ def train_planted(
 
     def project() -> None:
         if cfg.project_values:
-            project_value_reads(model, hl.nodes)
+            project_value_reads(model, hl.nodes, cfg.project_values_mlps, cfg.project_values_rate)
         if answers is not None:
             project_last_block(model, hl.nodes, answers)
 
@@ -553,6 +582,9 @@ def train_planted(
         node = sample_nodes(cfg, len(hl.nodes), cfg.batch, gen).to(device)
         patterns: dict[str, Tensor] = {}
         attn = attention_hooks(hl.nodes, base, patterns) if cfg.w_attn > 0 else []
+        sinks: list[Tensor] = []
+        if cfg.w_sink > 0:
+            attn = attn + sink_hooks(model, hl.nodes, base, cfg.sink_positions, sinks)
         iit_source, iit_src_cache = source, src_cache
         ind_cache: dict[str, Tensor] | None = None
         if cfg.p_pair > 0 and cfg.pair_nodes is not None:
@@ -644,6 +676,9 @@ def train_planted(
         if cfg.w_attn > 0:
             losses["attn"] = attention_loss(patterns, hl.attention_targets(base))  # type: ignore[attr-defined]
             loss = loss + cfg.w_attn * losses["attn"]
+        if sinks:
+            losses["sink"] = -torch.cat([x.flatten() for x in sinks]).float().clamp_min(1e-9).log().mean()
+            loss = loss + cfg.w_sink * losses["sink"]
         if step % cfg.text_every == 0:
             starts = torch.randint(0, len(stream) - cfg.n_ctx, (cfg.text_batch,), generator=gen)
             rows = torch.stack([stream[s : s + cfg.n_ctx - 1] for s in starts])
@@ -684,6 +719,12 @@ def train_planted(
         stats["project_values"] = {
             "readers": [n.label for n in token_readers(hl.nodes)],
             "directions": int(value_read_basis(model, token_readers(hl.nodes)).shape[1]),
+            "rate": cfg.project_values_rate,
+            "mlps": cfg.project_values_mlps,
+            # rate 0 only measures: the largest share of a relay's output weights still in the read space
+            "left_in_read_space": round(
+                project_value_reads(model, hl.nodes, cfg.project_values_mlps, rate=0.0), 4
+            ),
         }
     if answers is not None:
         stats["project_last"] = {

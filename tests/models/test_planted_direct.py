@@ -170,3 +170,22 @@ def test_value_projection_hides_earlier_free_components_from_token_readers(norm)
     heads_only = _model(norm)
     project_value_reads(heads_only, READERS, mlps=False)
     assert torch.equal(heads_only.blocks[0].mlp.W_out, _model(norm).blocks[0].mlp.W_out)
+
+
+def test_value_projection_rate_decays_the_relay_geometrically():
+    """``rate`` r removes that share of the read-space part per call: after k calls (the reader's W_V
+    fixed) (1-r)^k of it is left; the part outside the read space never moves; rate 0 only measures."""
+    from circuitkit.planted.direct import project_value_reads, token_readers, value_read_basis
+
+    model = _model("LN")
+    q = value_read_basis(model, token_readers(READERS))
+    w = model.blocks[0].attn.W_O[0]  # non-aligned layer-0 head: [d_head, d_model]
+    inside0, outside0 = (w @ q).norm().item(), (w - (w @ q) @ q.T).clone()
+    before = model.blocks[0].attn.W_O.detach().clone()
+    project_value_reads(model, READERS, rate=0.0)
+    assert torch.equal(model.blocks[0].attn.W_O, before)
+    for _ in range(3):
+        project_value_reads(model, READERS, rate=0.25)
+    assert (w @ q).norm().item() == pytest.approx(inside0 * 0.75**3, rel=1e-4)
+    torch.testing.assert_close(w - (w @ q) @ q.T, outside0, atol=1e-5, rtol=0)
+    assert torch.equal(model.blocks[0].attn.W_O[1], before[1])  # aligned head untouched

@@ -347,6 +347,29 @@ def test_ioi_attention_targets_and_recorded_patterns(ioi_hl, tiny_model):
     assert float(attention_loss(store, t)) > 0.1
 
 
+def test_sink_hooks_record_free_heads_attention_to_bos_below_the_token_readers(ioi_hl, tiny_model):
+    """``sink_hooks`` record key 0 of every non-aligned head's pattern in the layers below the name
+    movers (not the aligned duplicate head, not the readers' layer) at the named positions."""
+    from circuitkit.planted.siit import sink_hooks
+
+    b = ioi_hl.sample(random.Random(3), 6)
+    store: list[torch.Tensor] = []
+    at = ("slot1", "S2")
+    with torch.no_grad():
+        tiny_model.run_with_hooks(b.tokens, fwd_hooks=sink_hooks(tiny_model, ioi_hl.nodes, b, at, store))
+        _, cache = tiny_model.run_with_cache(b.tokens)
+    q = [b.positions[p] for p in at]
+    aligned = {(n.layer, n.head) for n in ioi_hl.nodes if n.head is not None}
+    want = []
+    for layer in (0, 1):  # name movers sit in layer 2
+        heads = [h for h in range(tiny_model.cfg.n_heads) if (layer, h) not in aligned]
+        want.append(cache[f"blocks.{layer}.attn.hook_pattern"][:, heads][:, :, q, 0])
+    assert len(store) == 2 and all(torch.equal(x, y) for x, y in zip(store, want, strict=True))
+    assert store[0].shape == (6, tiny_model.cfg.n_heads - 1, 2)
+    with pytest.raises(ValueError, match="sink_positions"):
+        sink_hooks(tiny_model, ioi_hl.nodes, b, ("nowhere",), store)
+
+
 def test_ioi_augmentation_keeps_layouts_and_spares_held_out_prompts(tiny_model):
     from circuitkit.planted.ioi import AUGMENTED
     from circuitkit.tasks import vocab
@@ -643,7 +666,8 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         w_logit_diff=1.0, pair_nodes=("duplicate", "s_inhibition"), w_attn=1.0, p_strict_mlp=0.7,
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
         single_focus=0.5, single_swap=0.5, project_last=single_mode == "single_mean",
-        project_values=single_mode == "single_mean", **{single_mode: True},
+        project_values=single_mode == "single_mean", w_sink=float(single_mode == "single_soft_mean"),
+        sink_positions=("slot1", "slot2", "S2"), **{single_mode: True},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
@@ -655,7 +679,8 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         ),
     )
     ema = trained.stats["final_losses_ema"]
-    assert set(ema) == {"behaviour", "iit", "strict", "logit", "logit_diff", "single", "attn", "text"}
+    want = {"behaviour", "iit", "strict", "logit", "logit_diff", "single", "attn", "text"}
+    assert set(ema) == want | ({"sink"} if cfg.w_sink else set())
     assert all(math.isfinite(v) for v in ema.values())
     # the per-component running squared change: every non-aligned head and MLP, none of the aligned
     sq = trained.stats["single_sq_change_ema"]
@@ -673,7 +698,9 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         w = trained.model.blocks[2].mlp.W_out.detach()
         assert float((w @ q).norm()) < 1e-4 * float(w.norm())
         assert float((trained.model.blocks[2].attn.W_O[1].detach() @ q).norm()) < 1e-4
-        assert trained.stats["project_values"] == {"readers": ["L2H0", "L2H3"], "directions": 2 * 8}
+        pv = trained.stats["project_values"]
+        assert pv["readers"] == ["L2H0", "L2H3"] and pv["directions"] == 2 * 8 and pv["rate"] == 1.0
+        assert pv["left_in_read_space"] < 1e-4
         from circuitkit.planted.direct import value_read_basis
 
         v = value_read_basis(trained.model, [n for n in trained.high_level.nodes if n.label == "L2H0"])
