@@ -106,6 +106,11 @@ class PlantedConfig:
     difference between two of the task's answer tokens (``circuitkit.planted.direct``). Their only path
     to the logits is the direct one, so this removes their task effect exactly, up to ``ln_final``'s
     scale; False: left to the losses."""
+    project_intermediate: bool = False
+    """After every optimiser step (and once at the start), project the output weights of the aligned
+    heads that another aligned node reads (IOI: duplicate-token, S-inhibition) off the answer-token
+    logit-difference directions (``circuitkit.planted.direct.project_intermediate``): the planted graph
+    gives them no direct edge to the logits; False: left to the losses."""
     project_values: bool = False
     """After every optimiser step (and once at the start), project the output weights of every
     non-aligned head and MLP below an aligned head that reads the tokens (IOI's name movers) off that

@@ -68,6 +68,29 @@ def project_last_block(
     return _project_off(weights, q)
 
 
+def intermediate_heads(nodes: tuple[Node, ...]) -> list[Node]:
+    """Aligned heads that another aligned node reads (IOI's duplicate-token and S-inhibition heads): the
+    planted graph gives them no edge to the logits."""
+    read = {r for n in nodes for r in n.reads}
+    return [n for n in nodes if n.is_head and n.name in read]
+
+
+@torch.no_grad()
+def project_intermediate(
+    model: HookedTransformer, nodes: tuple[Node, ...], answer_ids: Int[Tensor, " n"]
+) -> float:
+    """Project the output weights of the :func:`intermediate_heads` off :func:`answer_basis`, in place,
+    cutting their direct path to the answer logit differences (up to ``ln_final``'s scale). IOI's
+    S-inhibition head wrote straight to the logits (0.50 of the gap by path patching in run U1, above
+    the backup name mover's planted edges) instead of only through the name movers' queries. Returns
+    the largest share of output-weight norm removed."""
+    heads = intermediate_heads(nodes)
+    if not heads:
+        return 0.0
+    q = answer_basis(model, answer_ids).to(model.W_U.dtype)
+    return _project_off([model.blocks[n.layer].attn.W_O[n.head] for n in heads], q)
+
+
 def _project_off(weights: list[Tensor], q: Float[Tensor, "d_model r"], rate: float = 1.0) -> float:
     """Remove from each weight's rows (in place) ``rate`` times their part in the span of ``q``'s
     orthonormal columns (1: all of it); returns the largest share of a weight's norm in that span."""

@@ -36,7 +36,9 @@ from circuitkit.models.train import hooked_config
 from circuitkit.planted.config import PlantedConfig
 from circuitkit.planted.direct import (
     answer_basis,
+    intermediate_heads,
     last_block_free,
+    project_intermediate,
     project_last_block,
     project_value_reads,
     token_readers,
@@ -545,13 +547,15 @@ def train_planted(
         init_from_builtin(model, cfg.init_from)
     if init is not None:
         model.load_state_dict(init.state_dict())
-    answers = hl.answer_ids().to(device) if cfg.project_last else None
+    answers = hl.answer_ids().to(device) if cfg.project_last or cfg.project_intermediate else None
 
     def project() -> None:
         if cfg.project_values:
             project_value_reads(model, hl.nodes, cfg.project_values_mlps, cfg.project_values_rate)
-        if answers is not None:
+        if cfg.project_last:
             project_last_block(model, hl.nodes, answers)
+        if cfg.project_intermediate:
+            project_intermediate(model, hl.nodes, answers)
 
     project()
     model.train()
@@ -726,7 +730,9 @@ def train_planted(
                 project_value_reads(model, hl.nodes, cfg.project_values_mlps, rate=0.0), 4
             ),
         }
-    if answers is not None:
+    if cfg.project_intermediate:
+        stats["project_intermediate"] = [n.label for n in intermediate_heads(hl.nodes)]
+    if cfg.project_last:
         stats["project_last"] = {
             "components": last_block_free(model, hl.nodes),
             "answer_tokens": len(answers),

@@ -189,3 +189,53 @@ def test_value_projection_rate_decays_the_relay_geometrically():
     assert (w @ q).norm().item() == pytest.approx(inside0 * 0.75**3, rel=1e-4)
     torch.testing.assert_close(w - (w @ q) @ q.T, outside0, atol=1e-5, rtol=0)
     assert torch.equal(model.blocks[0].attn.W_O[1], before[1])  # aligned head untouched
+
+
+@pytest.mark.parametrize("norm", ["LN", "RMS"])
+def test_intermediate_projection_cuts_only_the_direct_path_to_the_answers(norm):
+    """After ``project_intermediate``, resampling the aligned head another node reads (``mid``) leaves
+    every answer logit difference unchanged along its direct path (everything after it and ln_final's
+    scale held at the unpatched run's); before, it moves them. The leaf head (``mover``) keeps its
+    weights, and so does every non-aligned head."""
+    from circuitkit.planted.direct import intermediate_heads, project_intermediate
+
+    model = _model(norm)
+    assert [n.name for n in intermediate_heads(READERS)] == ["dup", "mid"]
+    answers = torch.tensor([3, 7, 11, 19, 23])
+    tokens, other = torch.randint(0, 50, (6, 10)), torch.randint(0, 50, (6, 10))
+
+    @torch.no_grad()
+    def moved() -> float:
+        _, cache = model.run_with_cache(tokens)
+        _, src = model.run_with_cache(other)
+
+        def put(act, hook):
+            act = act.clone()
+            act[:, :, 2] = src[hook.name][:, :, 2]
+            return act
+
+        held = [
+            "blocks.1.hook_mlp_out",
+            "blocks.2.hook_attn_out",
+            "blocks.2.hook_mlp_out",
+            "ln_final.hook_scale",
+        ]
+        hooks = [("blocks.1.attn.hook_z", put), *[(n, lambda a, hook: cache[hook.name]) for n in held]]
+        logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1]
+        ref = model(tokens)[:, -1]
+        d = lambda x: x[:, answers[1:]] - x[:, answers[:1]]  # noqa: E731
+        return float((d(logits) - d(ref)).abs().max())
+
+    before_w = {k: v.clone() for k, v in model.state_dict().items()}
+    assert moved() > 1e-3
+    assert 0 < project_intermediate(model, READERS, answers) < 1
+    assert moved() < 1e-4
+    after = model.state_dict()
+    changed = [k for k in after if not torch.equal(after[k], before_w[k])]
+    assert changed == ["blocks.0.attn.W_O", "blocks.1.attn.W_O"]
+    for layer, head in ((0, 1), (1, 2)):
+        q = answer_basis(model, answers)
+        assert float((model.blocks[layer].attn.W_O[head] @ q).norm()) < 1e-5
+    for h in (0, 2, 3):  # the free heads of layer 0 and the mover's layer: untouched
+        assert torch.equal(model.blocks[0].attn.W_O[h], before_w["blocks.0.attn.W_O"][h])
+    assert torch.equal(model.blocks[2].attn.W_O, before_w["blocks.2.attn.W_O"])
