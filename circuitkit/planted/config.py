@@ -100,6 +100,16 @@ class PlantedConfig:
     component taken from the base. With minimal-pair sources this is validation's denoising direction
     (an ABC prompt with a component from the clean one), otherwise rare: only a quarter of base rows are
     ABC; 0: base rows only."""
+    single_live: bool = False
+    """The single-component change is measured against the unablated run *with* its gradient, not a
+    detached copy. Against a detached reference the cheapest way to close a negative change is to grow
+    every logit difference (the reference moves up with it next step), so the logits grow (IOI: the
+    gap rose from 8.7 to 15.5 in run T1), the changes with them, and the loss with their square: a
+    feedback loop, the suspected cause of the collapses of every stronger setting; False: detached."""
+    single_relative: bool = False
+    """Single-component strictness in shares of the batch's mean unablated task logit difference
+    (clamped at 1), squared, as validation counts; scale-free, so its weight is about ``gap**2`` times
+    an absolute one's. Uses the reference's gradient when ``single_live``."""
     project_last: bool = False
     """After every optimiser step (and once at the start), project the output weights of the last
     block's non-aligned heads and MLP off the directions along which a residual write moves a logit

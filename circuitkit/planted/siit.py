@@ -375,6 +375,30 @@ def component_mean_change(
     return (counts / len(d) * means.pow(2)).sum()
 
 
+def single_loss(
+    cfg: PlantedConfig,
+    logits: Float[Tensor, "batch vocab"],
+    reference: Float[Tensor, "batch vocab"],
+    pair: Int[Tensor, "batch 2"],
+    pick: Int[Tensor, " batch"],
+    soft: Bool[Tensor, " batch"],
+) -> Tensor:
+    """Single-component strictness as the recipe asks: every row's squared change, each component's
+    mean change (``single_mean``) or means on the split rows only (``single_soft_mean``); in shares of
+    the batch's mean reference logit difference (``single_relative``). Whether ``reference`` carries a
+    gradient (``single_live``) is the caller's choice."""
+    if cfg.single_mean:
+        loss = component_mean_change(logits, reference, pair, pick)
+    elif cfg.single_soft_mean:
+        loss = split_change_loss(logits, reference, pair, pick, soft)
+    else:
+        loss = logit_diff_match(logits, reference, pair)
+    if cfg.single_relative:
+        gap = pair_change(reference, torch.zeros_like(reference), pair).mean().clamp_min(1.0)
+        loss = loss / gap.pow(2)
+    return loss
+
+
 def split_change_loss(
     logits: Float[Tensor, "batch vocab"],
     reference: Float[Tensor, "batch vocab"],
@@ -643,7 +667,8 @@ def train_planted(
                     weights = (1 - cfg.single_focus) * free / free.sum() + cfg.single_focus * (
                         focus * free / (focus * free).sum()
                     )
-                single_base, ref = base, base_logits.detach()
+                # live: the unablated run keeps its gradient, so growing every logit does not pay
+                single_base, ref = base, (base_logits if cfg.single_live else base_logits.detach())
                 if cfg.single_swap > 0:  # swapped rows: the source prompt with the base's component
                     swap = (torch.rand(cfg.batch, generator=gen) < cfg.single_swap).to(device)
                     single_base = select_rows(swap, source, base)
@@ -655,13 +680,8 @@ def train_planted(
                 single_logits = end_logits(model, single_base.tokens, end, patch_hooks(single_cache, single))
                 pair = logit_pair(hl, single_base)
                 sq = logit_diff_match(single_logits, ref, pair, per_row=True)
-                if cfg.single_mean:
-                    losses["single"] = component_mean_change(single_logits, ref, pair, pick)
-                elif cfg.single_soft_mean:
-                    soft = hl.output(single_base).max(-1).values < 1 - 1e-6  # e.g. IOI's ABC rows
-                    losses["single"] = split_change_loss(single_logits, ref, pair, pick, soft)
-                else:
-                    losses["single"] = sq.mean()
+                soft = hl.output(single_base).max(-1).values < 1 - 1e-6  # e.g. IOI's ABC rows
+                losses["single"] = single_loss(cfg, single_logits, ref, pair, pick, soft)
                 with torch.no_grad():  # running mean squared change per component
                     pick = pick.to(sq.device)
                     for c in pick.unique().tolist():

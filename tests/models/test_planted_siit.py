@@ -634,6 +634,37 @@ def test_component_mean_change_penalises_mean_effects_not_scatter(tiny_model):
     assert abs(float(component_mean_change(moved, ref, pair, torch.tensor([0, 1, 2, 3]))) - 1.5) < 1e-5
 
 
+def test_single_loss_scale_pressure_detached_live_relative():
+    """The single-component loss under a common scale ``a`` of every logit, each row's task logit
+    difference 5 ablated against 6 unablated: against a detached reference growing ``a`` pays (the
+    feedback loop behind the collapses: d/da < 0); against the live reference shrinking pays (d/da > 0,
+    resisted by the behaviour loss); in shares of the gap (``single_relative``) the scale is free (0)
+    and the value is the squared share (1/6)^2."""
+    from circuitkit.planted.config import PlantedConfig
+    from circuitkit.planted.siit import single_loss
+
+    rows = torch.arange(12)
+    pair = torch.stack([rows % 4, rows % 4 + 4], 1)
+    ablated, unablated = torch.zeros(12, 8), torch.zeros(12, 8)
+    ablated[rows, pair[:, 0]], unablated[rows, pair[:, 0]] = 5.0, 6.0
+    pick, soft = rows % 3, torch.zeros(12, dtype=torch.bool)
+
+    def grad(live: bool, relative: bool) -> tuple[float, float]:
+        cfg = PlantedConfig(name="t", task="ioi", single_mean=True, single_relative=relative)
+        a = torch.tensor(1.0, requires_grad=True)
+        ref = a * unablated if live else (a * unablated).detach()
+        loss = single_loss(cfg, a * ablated, ref, pair, pick, soft)
+        loss.backward()
+        return float(loss), float(a.grad)
+
+    assert grad(False, False) == pytest.approx((1.0, 2 * (5 - 6) * 5))
+    assert grad(True, False) == pytest.approx((1.0, 2.0))
+    value, slope = grad(True, True)
+    assert value == pytest.approx(1 / 36) and abs(slope) < 1e-6
+    per_row = PlantedConfig(name="t", task="ioi")  # no single_mean: every row's squared change
+    assert float(single_loss(per_row, ablated, unablated, pair, pick, soft)) == pytest.approx(1.0)
+
+
 def test_split_change_loss_takes_means_on_split_rows_only(tiny_model):
     """Hard rows change by 1 and 3 (squared: 1 + 9), the two split rows of one component by +2 and -2
     (mean 0): (1 + 9) / 4 = 2.5; all rows per-row would give (1 + 9 + 4 + 4) / 4 = 4.5; split rows of
@@ -667,7 +698,8 @@ def test_training_loop_runs_every_option(tiny_model, single_mode):
         iit_node_weights=(1.0, 1.0, 2.0, 1.0), extra={"augment": 0.5}, w_single=1.0, single_independent=0.5,
         single_focus=0.5, single_swap=0.5, project_last=single_mode == "single_mean",
         project_values=single_mode == "single_mean", w_sink=float(single_mode == "single_soft_mean"),
-        sink_positions=("slot1", "slot2", "S2"), **{single_mode: True},
+        sink_positions=("slot1", "slot2", "S2"), single_live=True,
+        single_relative=single_mode == "single_mean", **{single_mode: True},
     )  # fmt: skip
     steps: list[dict] = []
     trained = train_planted(
