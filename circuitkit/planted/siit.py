@@ -381,7 +381,7 @@ def single_loss(
     reference: Float[Tensor, "batch vocab"],
     pair: Int[Tensor, "batch 2"],
     pick: Int[Tensor, " batch"],
-    soft: Bool[Tensor, " batch"],
+    soft: Bool[Tensor, " batch"] | None,
 ) -> Tensor:
     """Single-component strictness as the recipe asks: every row's squared change, each component's
     mean change (``single_mean``) or means on the split rows only (``single_soft_mean``); in shares of
@@ -390,6 +390,8 @@ def single_loss(
     if cfg.single_mean:
         loss = component_mean_change(logits, reference, pair, pick)
     elif cfg.single_soft_mean:
+        if soft is None:
+            raise ValueError("single_soft_mean needs the split rows (soft)")
         loss = split_change_loss(logits, reference, pair, pick, soft)
     else:
         loss = logit_diff_match(logits, reference, pair)
@@ -680,7 +682,9 @@ def train_planted(
                 single_logits = end_logits(model, single_base.tokens, end, patch_hooks(single_cache, single))
                 pair = logit_pair(hl, single_base)
                 sq = logit_diff_match(single_logits, ref, pair, per_row=True)
-                soft = hl.output(single_base).max(-1).values < 1 - 1e-6  # e.g. IOI's ABC rows
+                soft = None  # the split rows (IOI's ABC prompts), only where single_soft_mean reads them
+                if cfg.single_soft_mean:
+                    soft = hl.output(single_base).max(-1).values < 1 - 1e-6
                 losses["single"] = single_loss(cfg, single_logits, ref, pair, pick, soft)
                 with torch.no_grad():  # running mean squared change per component
                     pick = pick.to(sq.device)
