@@ -1,4 +1,5 @@
-"""Every node and edge method against the planted circuits of the shipped planted models (ck-planted-gt).
+"""Every node and edge method against the planted circuits of the shipped planted models (ck-planted-gt,
+ck-planted-ioi).
 
 The planted models (circuitkit.planted, Strict IIT after Gupta et al. 2024, InterpBench) have a circuit
 known by construction: 4 heads for IOI, 2 heads + 2 MLPs for greater-than, every other head and MLP
@@ -44,7 +45,7 @@ EDGE_METHODS: list[tuple[str, str, dict]] = [
     ("eap", "eap", {}),
     ("eap-ig (5 steps)", "eap-ig", {"steps": 5}),
 ]
-MODELS = ("ck-planted-gt",)
+MODELS = ("ck-planted-gt", "ck-planted-ioi")
 EDGE_SIZES = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
 """Edge circuit sizes of the edge faithfulness curves (top-k edges kept, the rest corrupted)."""
 

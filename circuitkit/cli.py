@@ -16,16 +16,17 @@ import sys
 def _cmd_zoo_list(args: argparse.Namespace) -> int:
     from circuitkit.models import zoo
 
+    aliases = {name: ",".join(a for a, n in zoo.ALIASES.items() if n == name) or "-" for name in zoo.BUILTIN}
+    w_name, w_alias = max(map(len, zoo.BUILTIN)), max(map(len, aliases.values()))
     for name, cfg in zoo.BUILTIN.items():
         card = zoo.read_card(zoo.builtin_dir(name))
-        alias = [a for a, n in zoo.ALIASES.items() if n == name]
         scores = card.get("task_scores", {})
         ioi = scores.get("ioi", {})
         gt = scores.get("greater_than", {})
         present = "ok" if zoo.is_model_dir(zoo.builtin_dir(name)) else "missing (run zoo train)"
         print(
-            f"{name:8s} aliases={','.join(alias) or '-':8s} {cfg.n_layers}L d{cfg.d_model} h{cfg.n_heads} "
-            f"vocab {cfg.vocab_size}  weights: {present}  "
+            f"{name:{w_name}s}  aliases={aliases[name]:{w_alias}s}  "
+            f"{cfg.n_layers}L d{cfg.d_model} h{cfg.n_heads} vocab {cfg.vocab_size}  weights: {present}  "
             f"IOI acc {ioi.get('accuracy', float('nan')):.3f} ld {ioi.get('logit_diff', float('nan')):.2f}  "
             f"GT pd {gt.get('prob_diff', float('nan')):.3f}"
         )

@@ -47,8 +47,9 @@ try:
 except KeyError as exc:
     truth = None
     st.warning(f"No ground truth to overlay: {exc}")
-# Planted circuits name MLPs and edges: draw MLPs as nodes too, and the planted edges.
-with_mlps = truth is not None and bool(truth.mlps)
+# Planted circuits name MLPs and edges and claim every other component inert: draw MLPs as nodes too
+# (also where the circuit has none, as IOI's: that they stay out is part of the claim), and the edges.
+with_mlps = truth is not None and (bool(truth.mlps) or bool(truth.details.get("planted")))
 
 
 def stored_or_run(family: str, what: str, **button) -> np.ndarray | None:

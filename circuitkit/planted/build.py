@@ -268,7 +268,9 @@ def load_first_phase(folder: str | Path, phases: list[PlantedConfig], tokenizer)
 def make_card(cfg: PlantedConfig, model: HookedTransformer, stats: dict, *, validate: bool = True) -> dict:
     from circuitkit.models.build import task_scores
 
-    hl = high_level(cfg.task, model.tokenizer, **cfg.extra)
+    # the model is trained last against the final phase's high-level model (a fine-tuning phase may
+    # change it, e.g. the IOI mover shares), so that is the one it is validated and described against
+    hl = high_level(cfg.task, model.tokenizer, **cfg.phases()[-1].extra)
     card = {
         "name": cfg.name,
         "kind": "planted",

@@ -453,13 +453,15 @@ def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
     from circuitkit.models import zoo
     from circuitkit.planted.siit import high_level
 
-    cfg = {**zoo.PLANTED_EXPERIMENTAL, **zoo.PLANTED}["ck-planted-ioi"]
-    hl = high_level(cfg.task, tiny_model.tokenizer, **cfg.extra)
-    assert cfg.iit_node_weights is None or len(cfg.iit_node_weights) == len(hl.nodes)
-    assert cfg.d_model % cfg.n_heads == 0 and cfg.init_from is None
-    assert cfg.pair_nodes is None or set(cfg.pair_nodes) <= {n.name for n in hl.nodes}
-    b = hl.sample(random.Random(0), 4)
-    assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
+    recipe = {**zoo.PLANTED_EXPERIMENTAL, **zoo.PLANTED}["ck-planted-ioi"]
+    assert recipe.init_from is None
+    for cfg in recipe.phases():  # every phase (a fine-tuning phase may change the high-level model)
+        hl = high_level(cfg.task, tiny_model.tokenizer, **cfg.extra)
+        assert cfg.iit_node_weights is None or len(cfg.iit_node_weights) == len(hl.nodes)
+        assert cfg.d_model % cfg.n_heads == 0
+        assert cfg.pair_nodes is None or set(cfg.pair_nodes) <= {n.name for n in hl.nodes}
+        b = hl.sample(random.Random(0), 4)
+        assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
 
 
 def test_component_edge_report_survives_tied_scores(ioi_hl):
