@@ -464,6 +464,33 @@ def test_zoo_ioi_recipe_builds_its_high_level(tiny_model):
         assert hl.output(b).shape == (4, len(tiny_model.tokenizer))
 
 
+def test_card_validates_against_the_last_phase_high_level(tiny_model, monkeypatch):
+    """A fine-tuning phase that changes the high-level model (IOI's mover shares) is what the model is
+    trained to last, so the card validates against it, not against the first phase's."""
+    import dataclasses
+
+    from circuitkit.models import zoo
+    from circuitkit.planted import build
+
+    seen = []
+
+    def fake_validate(model, hl):
+        seen.append(hl)
+        return {"head_effects": {"heads_denoising": []}, "mlp_effects": {"mlps_denoising": []}}
+
+    monkeypatch.setattr(build, "validate_model", fake_validate)
+    monkeypatch.setattr(build, "run_probes", lambda model: {})
+    monkeypatch.setattr("circuitkit.models.build.task_scores", lambda model: {})
+    recipe = zoo.PLANTED["ck-planted-ioi"]
+    first, last = (p.extra["mover_weights"] for p in recipe.phases())
+    assert first != last  # the shipped recipe changes them in phase two
+    build.make_card(recipe, tiny_model, {})
+    assert seen[-1].mover_weights == tuple(last)
+    one_phase = dataclasses.replace(recipe, finetune=None)
+    build.make_card(one_phase, tiny_model, {})
+    assert seen[-1].mover_weights == tuple(first)
+
+
 def test_component_edge_report_survives_tied_scores(ioi_hl):
     from circuitkit.planted.validate import component_edge_report
 
